@@ -1,0 +1,181 @@
+"""Typed, frozen, validated configuration.
+
+Configs are built once (by the CLI or by library callers), validated in ``__post_init__``, and
+serialised with :func:`to_dict` into checkpoints and manifests so every later stage knows how its
+input was made. Only the CLI sees flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+QUANTIZERS = ("pact", "lsq", "dorefa", "interval")
+BACKWARDS = ("ste", "ewgs")
+GRANULARITIES = ("per_channel", "per_tensor")
+ACT_SIGNS = ("auto", "unsigned", "signed")
+METHODS = ("fp", "sqakd", "ce", "ce+kd")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "constant")
+
+
+def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be {bound}, got {value}")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """How a float model becomes a fake-quant student.
+
+    Args:
+        quantizer: forward family: ``pact`` (learned activation clip, DoReFa weights), ``lsq``
+            (learned step), ``dorefa`` (tanh-normalised weights, clipped activations) or
+            ``interval`` (learned lower/upper bounds, QIL/EWGS-style).
+        backward: how gradients pass the rounding: ``ste`` or ``ewgs`` (scaled by the
+            discretisation error, delta from a Hessian-trace estimate of the training loss).
+        wbits: weight bits, 1-8.
+        abits: activation bits, 1-8.
+        weight_granularity: ``per_channel`` (output axis) or ``per_tensor`` weight scales.
+        act_sign: ``auto`` (decided from the first batch a layer sees), ``unsigned`` or ``signed``.
+        deployable: keep every grid exportable to symmetric INT8 (TensorRT): activation ranges
+            start at 0, 8-bit unsigned activations use [0, 127], and weight grids that would need
+            9 bits use the narrow symmetric grid. ``False`` gives the papers' exact forms.
+        keep_first_last_float: leave the first and last weighted layer in full precision (paper).
+        keep_float: further layer names (as in ``model.named_modules()``) kept in full precision.
+        ewgs_delta_init: initial EWGS delta.
+        ewgs_update_every: iterations between EWGS delta updates (0: once per epoch).
+    """
+
+    quantizer: str = "lsq"
+    backward: str = "ste"
+    wbits: int = 4
+    abits: int = 4
+    weight_granularity: str = "per_channel"
+    act_sign: str = "auto"
+    deployable: bool = True
+    keep_first_last_float: bool = True
+    keep_float: tuple[str, ...] = ()
+    ewgs_delta_init: float = 1e-3
+    ewgs_update_every: int = 0
+
+    def __post_init__(self) -> None:
+        _one_of("quantizer", self.quantizer, QUANTIZERS)
+        _one_of("backward", self.backward, BACKWARDS)
+        _one_of("weight granularity", self.weight_granularity, GRANULARITIES)
+        _one_of("activation sign", self.act_sign, ACT_SIGNS)
+        for name in ("wbits", "abits"):
+            bits = getattr(self, name)
+            if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
+                raise ConfigError(f"{name} must be an integer from 1 to 8, got {bits!r}")
+        _positive("ewgs_delta_init", self.ewgs_delta_init, allow_zero=True)
+        _positive("ewgs_update_every", self.ewgs_update_every, allow_zero=True)
+        object.__setattr__(self, "keep_float", tuple(self.keep_float))
+
+    @property
+    def tag(self) -> str:
+        """A short name such as ``lsq-ste-W4A4``."""
+        return f"{self.quantizer}-{self.backward}-W{self.wbits}A{self.abits}"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained: the method, the optimiser and its schedule.
+
+    Args:
+        method: ``fp`` (float teacher, labels), ``sqakd`` (KL to the teacher, no labels),
+            ``ce`` (QAT with labels) or ``ce+kd`` (labels plus KL, weighted by ``kd_weight``).
+        epochs: passes over the training data.
+        batch_size: global batch size (split across processes under torchrun).
+        optimizer: ``adam`` or ``sgd``.
+        lr: learning rate of the model's weights.
+        quant_lr: learning rate of quantizer parameters (clips, steps, bounds).
+        weight_decay: L2 on the model's weights (never on quantizer parameters).
+        momentum: SGD momentum.
+        nesterov: SGD Nesterov momentum.
+        schedule: ``cosine`` decay to 0, or ``constant``.
+        warmup_iters: linear warm-up iterations before the schedule.
+        temperature: the KL temperature T (SQAKD: 4).
+        kd_weight: weight of the KL term in ``ce+kd`` (the CE term gets ``1 - kd_weight``).
+        val_fraction: share of the training data held out for label-free model selection.
+        seed: random seed.
+        num_workers: data-loader worker processes.
+        amp: mixed precision on CUDA (ignored on CPU).
+    """
+
+    method: str = "sqakd"
+    epochs: int = 10
+    batch_size: int = 256
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    quant_lr: float = 1e-5
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+    schedule: str = "cosine"
+    warmup_iters: int = 0
+    temperature: float = 4.0
+    kd_weight: float = 0.5
+    val_fraction: float = 0.1
+    seed: int = 0
+    num_workers: int = 0
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        _one_of("method", self.method, METHODS)
+        _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("schedule", self.schedule, SCHEDULES)
+        for name in ("epochs", "batch_size", "lr", "temperature"):
+            _positive(name, getattr(self, name))
+        for name in ("quant_lr", "weight_decay", "momentum", "warmup_iters", "num_workers"):
+            _positive(name, getattr(self, name), allow_zero=True)
+        if not 0.0 <= self.kd_weight <= 1.0:
+            raise ConfigError(f"kd_weight must lie in [0, 1], got {self.kd_weight}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+
+    @property
+    def uses_labels(self) -> bool:
+        """Whether the training loss reads labels (everything but SQAKD)."""
+        return self.method != "sqakd"
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether the training loss needs a teacher."""
+        return self.method in ("sqakd", "ce+kd")
+
+
+C = TypeVar("C")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config as plain JSON-able values (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def from_dict(cls: type[C], values: dict[str, Any]) -> C:
+    """Rebuild a config from :func:`to_dict`'s output, ignoring unknown keys from newer versions."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+    return cls(**kwargs)
+
+
+def replace(config: C, **changes: Any) -> C:
+    """A copy of ``config`` with ``changes``, validated again; unknown names are a ConfigError."""
+    names = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+    return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+
+
+__all__ = ["QuantConfig", "TrainConfig", "to_dict", "from_dict", "replace"]

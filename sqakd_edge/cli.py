@@ -30,7 +30,8 @@ class _Group(click.Group):
             sys.exit(130)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110,
+                                          "terminal_width": 110})
 @click.version_option(__version__, prog_name="sqakd-edge")
 def main() -> None:
     r"""SQAKD: label-free quantization-aware distillation, from training to an edge device.
@@ -44,6 +45,111 @@ def main() -> None:
 # ---------------------------------------------------------------------------------------------
 # train / demo (issue: SQAKD training end to end)
 # ---------------------------------------------------------------------------------------------
+
+_QUANTIZERS = ("pact", "lsq", "dorefa", "interval")
+_TRAIN_EXAMPLES = """
+\b
+Examples:
+  # 1. a float teacher, with labels
+  sqakd-edge train --fp --data embedded --model resnet20 --out runs/teacher
+  # 2. an SQAKD W4A4 student: no labels, the teacher's KL only
+  sqakd-edge train --teacher runs/teacher/best.pt --data embedded --quantizer lsq --wbits 4 --abits 4 --out runs/w4a4
+  # the same from a folder of unlabeled images, EWGS backward, 2 bits
+  sqakd-edge train --teacher runs/teacher/best.pt --data folder:~/images --quantizer interval --backward ewgs \\
+      --wbits 2 --abits 2 --out runs/w2a2
+  # continue an interrupted run; list the recipes
+  sqakd-edge train --teacher runs/teacher/best.pt --data embedded --out runs/w4a4 --resume
+  sqakd-edge train --list-recipes
+"""
+
+
+def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from .train.recipes import describe_recipes
+
+        click.echo(describe_recipes())
+        ctx.exit()
+
+
+@main.command(epilog=_TRAIN_EXAMPLES)
+@click.option("--list-recipes", is_flag=True, expose_value=False, is_eager=True, callback=_list_recipes,
+              help="Print the named recipes and exit.")
+@click.option("--fp", "float_teacher", is_flag=True, help="Train a float teacher (with labels).")
+@click.option("--teacher", type=click.Path(dir_okay=False), help="Teacher checkpoint: train a quantized student.")
+@click.option("--data", default="embedded", show_default=True,
+              help="embedded | fashion-mnist[:PATH] | cifar10:PATH | cifar100:PATH | tiny-imagenet:PATH | folder:PATH")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (checkpoints, metrics).")
+@click.option("--model", help="Architecture for --fp (see list in the error of a wrong name). [default: resnet20]")
+@click.option("--method", type=click.Choice(["sqakd", "ce", "ce+kd"]), default="sqakd", show_default=True,
+              help="Student loss: sqakd (no labels), ce (labels), ce+kd (both).")
+@click.option("--quantizer", default="lsq", show_default=True, help=f"One of: {', '.join(_QUANTIZERS)}.")
+@click.option("--backward", type=click.Choice(["ste", "ewgs"]), default="ste", show_default=True)
+@click.option("--wbits", type=int, default=4, show_default=True, help="Weight bits, 1-8.")
+@click.option("--abits", type=int, default=4, show_default=True, help="Activation bits, 1-8.")
+@click.option("--per-tensor", is_flag=True, help="Per-tensor weight scales (default: per output channel).")
+@click.option("--act-sign", type=click.Choice(["auto", "unsigned", "signed"]), default="auto", show_default=True)
+@click.option("--paper-grids", is_flag=True,
+              help="The papers' exact grids (learned affine ranges, 2^8-level weights), not INT8-deployable ones.")
+@click.option("--quantize-first-last", is_flag=True, help="Quantize the first and last layers too (paper: float).")
+@click.option("--keep-float", default="", help="Comma-separated layer names to keep in float.")
+@click.option("--recipe", help="Named settings (see --list-recipes). [default: demo-fp for --fp, demo for students]")
+@click.option("--epochs", type=int, help="Override the recipe's epochs.")
+@click.option("--batch-size", type=int, help="Override the recipe's (global) batch size.")
+@click.option("--lr", type=float, help="Override the model learning rate.")
+@click.option("--quant-lr", type=float, help="Override the quantizer-parameter learning rate.")
+@click.option("--weight-decay", type=float, help="Override the weight decay.")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Override the optimiser.")
+@click.option("--temperature", type=float, help="KL temperature T. [default: 4]")
+@click.option("--kd-weight", type=float, help="Weight of the KL term for ce+kd.")
+@click.option("--val-fraction", type=float, help="Share of training data held out for label-free selection.")
+@click.option("--seed", type=int, help="Random seed.")
+@click.option("--workers", type=int, help="Data-loader worker processes.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--force", is_flag=True, help="Replace a run already in --out.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def train(float_teacher: bool, teacher: str | None, data: str, out: str, model: str | None, method: str,
+          quantizer: str, backward: str, wbits: int, abits: int, per_tensor: bool, act_sign: str, paper_grids: bool,
+          quantize_first_last: bool, keep_float: str, recipe: str | None, no_progress: bool, resume: bool,
+          force: bool, **overrides: Any) -> None:
+    """Train a float teacher (--fp) or an SQAKD/QAT student (--teacher CKPT)."""
+    from .config import QuantConfig
+    from .errors import ConfigError
+    from .train.distributed import init_distributed
+    from .train.recipes import get_recipe
+
+    if float_teacher == (teacher is not None):
+        raise ConfigError("pass exactly one of --fp (train a float teacher) or --teacher CKPT (train a student)")
+    overrides = {("num_workers" if k == "workers" else k): v for k, v in overrides.items()}
+    info = init_distributed()
+    log = click.echo if info.is_main else (lambda _msg: None)
+    if float_teacher:
+        config = get_recipe(recipe or "demo-fp").apply(**overrides, method="fp")
+        from .train import train_teacher
+
+        result = train_teacher(data, out, config, model=model or "resnet20", resume=resume, force=force,
+                               progress=not no_progress, dist_info=info, log=log)
+    else:
+        quant = QuantConfig(quantizer=quantizer, backward=backward, wbits=wbits, abits=abits,
+                            weight_granularity="per_tensor" if per_tensor else "per_channel", act_sign=act_sign,
+                            deployable=not paper_grids, keep_first_last_float=not quantize_first_last,
+                            keep_float=tuple(n for n in keep_float.split(",") if n))
+        config = get_recipe(recipe or "demo").apply(**overrides, method=method)
+        from .train import train_student
+
+        result = train_student(data, out, config, quant, teacher_path=str(teacher), model=model, resume=resume,
+                               force=force, progress=not no_progress, dist_info=info, log=log)
+    if info.is_main:
+        _print_fit_summary(result)
+
+
+def _print_fit_summary(result: Any) -> None:
+    last = result.history[-1] if result.history else {}
+    best = result.best
+    click.echo(f"done in {result.seconds:.0f} s; best epoch {best.get('epoch')} by {best.get('metric')} "
+               f"({best.get('score', float('nan')):.4f}); checkpoints: {result.best_path}, {result.last_path}")
+    if "test_acc" in last:
+        click.echo(f"test accuracy (last epoch): {last['test_acc'] * 100:.2f}%  — labels only measured, never used "
+                   "for selection under sqakd")
 
 
 # ---------------------------------------------------------------------------------------------

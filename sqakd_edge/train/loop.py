@@ -1,0 +1,417 @@
+"""The training loop: ``fit`` for float teachers and QAT students, ``evaluate``, checkpoints and resume.
+
+Model selection never reads labels under SQAKD: the checkpoint kept as ``best.pt`` has the lowest
+training loss on data held out from the training set, which for SQAKD is the KL to the teacher.
+Labelled accuracy is measured whenever labels exist and reported, never used to choose.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from .. import __version__
+from ..config import QuantConfig, TrainConfig, to_dict
+from ..errors import ConfigError, DataError, TrainingError
+from .checkpoint import FORMAT, VERSION, atomic_write_bytes, load_checkpoint, save_checkpoint
+from .distributed import DistInfo, all_reduce_sum, device_for
+from .ewgs import update_ewgs_deltas
+from .loss import training_loss
+
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "summary.json")
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` produced."""
+
+    out_dir: Path
+    best_path: Path
+    last_path: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The data of one run: augmented training split, held-out split, and an optional test split."""
+
+    train: Dataset
+    held_out: Dataset | None
+    test: Dataset | None
+    labelled: bool
+    meta: dict[str, Any]
+
+
+def split_held_out(train_augmented: Dataset, train_plain: Dataset, fraction: float, seed: int
+                   ) -> tuple[Dataset, Dataset | None]:
+    """Hold out ``fraction`` of the training set (deterministic in ``seed``) for model selection.
+
+    The held-out part is read without augmentation, the rest with it.
+    """
+    n = len(train_augmented)  # type: ignore[arg-type]
+    n_held = int(round(n * fraction))
+    if n_held == 0:
+        return train_augmented, None
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919)).tolist()
+    return Subset(train_augmented, order[n_held:]), Subset(train_plain, order[:n_held])
+
+
+def _lr_factor(step: int, total: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 0 (or constant)."""
+    if config.warmup_iters and step < config.warmup_iters:
+        return (step + 1) / config.warmup_iters
+    if config.schedule == "constant":
+        return 1.0
+    span = max(1, total - config.warmup_iters)
+    progress = min(1.0, (step - config.warmup_iters) / span)
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Two parameter groups: model weights (lr, weight decay) and quantizer parameters (quant_lr, no decay)."""
+    weights: list[nn.Parameter] = []
+    quant: list[nn.Parameter] = []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (quant if "quantizer." in name else weights).append(p)
+    groups = [{"params": weights, "lr": config.lr, "weight_decay": config.weight_decay, "base_lr": config.lr}]
+    if quant:
+        groups.append({"params": quant, "lr": config.quant_lr, "weight_decay": 0.0, "base_lr": config.quant_lr})
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups)
+    return torch.optim.SGD(groups, momentum=config.momentum, nesterov=config.nesterov)
+
+
+def _batches(loader: Iterable, device: torch.device) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    for images, labels in loader:
+        yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: Dataset,
+    config: TrainConfig,
+    *,
+    teacher: nn.Module | None = None,
+    labelled: bool = True,
+    batch_size: int = 256,
+    dist_info: DistInfo | None = None,
+    device: torch.device | None = None,
+) -> dict[str, float]:
+    """Top-1 accuracy (with labels), the KL to the teacher (with a teacher) and the method's loss.
+
+    Under torchrun each process reads a strided share of ``data`` and the sums are reduced, so the
+    result is exact and the same on every process.
+
+    Returns:
+        ``{"n", "acc"?, "ce"?, "kl"?, "loss"?}`` averaged over the examples.
+    """
+    info = dist_info or DistInfo()
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    share = Subset(data, list(range(info.rank, len(data), info.world_size)))  # type: ignore[arg-type]
+    loader = DataLoader(share, batch_size=batch_size, shuffle=False, num_workers=config.num_workers)
+    sums = {"n": 0.0, "correct": 0.0, "ce": 0.0, "kl": 0.0, "loss": 0.0}
+    for images, labels in _batches(loader, device):
+        logits = model(images).float()
+        t_logits = teacher(images).float() if teacher is not None else None
+        n = images.shape[0]
+        sums["n"] += n
+        if labelled:
+            sums["correct"] += float((logits.argmax(1) == labels).sum())
+            sums["ce"] += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        if t_logits is not None:
+            from .loss import kd_loss
+
+            sums["kl"] += float(kd_loss(logits, t_logits, config.temperature)) * n
+        if (labelled or not config.uses_labels) and (t_logits is not None or not config.uses_teacher):
+            sums["loss"] += float(training_loss(config, logits, labels if labelled else None, t_logits)["loss"]) * n
+    keys = list(sums)
+    reduced = dict(zip(keys, all_reduce_sum([sums[k] for k in keys], info, device), strict=True))
+    model.train(was_training)
+    count = max(reduced["n"], 1.0)
+    out: dict[str, float] = {"n": reduced["n"]}
+    if labelled:
+        out.update(acc=reduced["correct"] / count, ce=reduced["ce"] / count)
+    if teacher is not None:
+        out["kl"] = reduced["kl"] / count
+    if (labelled or not config.uses_labels) and (teacher is not None or not config.uses_teacher):
+        out["loss"] = reduced["loss"] / count
+    return out
+
+
+def _prepare_out_dir(out_dir: Path, *, resume: bool, force: bool, info: DistInfo) -> Path | None:
+    """Refuse to overwrite another run; return the checkpoint to resume from, if any."""
+    existing = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if resume:
+        last = out_dir / "last.pt"
+        if not last.exists():
+            raise ConfigError(f"--resume: {out_dir} holds no last.pt to resume from; drop --resume to start a new run")
+        return last
+    if existing and not force:
+        raise ConfigError(f"{out_dir} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
+                          "--force to replace it, or choose another --out")
+    if existing and force and info.is_main:
+        for name in existing:
+            (out_dir / name).unlink()
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _write_metrics(out_dir: Path, history: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(row) + "\n" for row in history)
+    atomic_write_bytes(out_dir / "metrics.jsonl", lambda f: f.write(text.encode()))
+
+
+def _check_resume_matches(ckpt: dict[str, Any], expected: dict[str, Any], path: Path) -> None:
+    for key in ("kind", "model", "quant"):
+        if ckpt.get(key) != expected.get(key):
+            raise ConfigError(f"--resume: {path} was a different run ({key} differs: {ckpt.get(key)} vs "
+                              f"{expected.get(key)}); use the same settings, or --force to start over")
+    saved_train = dict(ckpt.get("train", {}))
+    wanted = dict(expected["train"])
+    saved_train.pop("epochs", None)
+    wanted.pop("epochs", None)  # more epochs on resume is allowed: the schedule stretches
+    if saved_train != wanted:
+        diff = sorted(k for k in wanted if saved_train.get(k) != wanted[k])
+        raise ConfigError(f"--resume: {path} used different training settings ({', '.join(diff)}); "
+                          "use the same settings, or --force to start over")
+
+
+def fit(
+    student: nn.Module,
+    data: RunData,
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    model_meta: dict[str, Any],
+    teacher: nn.Module | None = None,
+    teacher_meta: dict[str, Any] | None = None,
+    quant: QuantConfig | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    dist_info: DistInfo | None = None,
+    log: Callable[[str], None] = print,
+) -> FitResult:
+    """Train ``student`` (a float model for ``method="fp"``, else a fake-quant student) and checkpoint it.
+
+    Args:
+        student: the model to train; for QAT methods it should start from the teacher's weights.
+        data: training, held-out and test splits.
+        config: method, optimiser, schedule.
+        out_dir: where ``last.pt``, ``best.pt``, ``metrics.jsonl`` and ``summary.json`` go.
+        model_meta: the ``model`` block of the checkpoints (see ``checkpoint.model_meta``).
+        teacher: the frozen float teacher (SQAKD and CE+KD).
+        teacher_meta: what to record about the teacher (path, hash); never its weights.
+        quant: the student's quantization config (None for float models).
+        resume: continue from ``out_dir/last.pt``.
+        force: replace a run already in ``out_dir``.
+        progress: show a progress bar.
+        dist_info: the torchrun process group (None: one process).
+        log: where one-line messages go.
+
+    Returns:
+        A :class:`FitResult`.
+
+    Raises:
+        ConfigError: an output dir holding another run, a resume that does not match.
+        DataError: a labelled method on unlabeled data, a batch larger than the data.
+        TrainingError: the loss became NaN or infinite (the last good checkpoint is kept).
+    """
+    info = dist_info or DistInfo()
+    device = device_for(info)
+    out = Path(out_dir)
+    if config.uses_labels and not data.labelled:
+        raise DataError(f"method {config.method!r} needs labels but the data has none; use --method sqakd "
+                        "(label-free) or labelled data")
+    if config.uses_teacher and teacher is None:
+        raise ConfigError(f"method {config.method!r} needs a teacher; pass --teacher CKPT")
+    if config.batch_size % info.world_size:
+        raise ConfigError(f"batch size {config.batch_size} does not divide over {info.world_size} processes; "
+                          f"use a multiple of {info.world_size}")
+    per_rank_batch = config.batch_size // info.world_size
+    n_train = len(data.train)  # type: ignore[arg-type]
+    if n_train < config.batch_size:
+        raise DataError(f"the training split has {n_train} examples, fewer than one batch of {config.batch_size}; "
+                        "lower --batch-size or add data")
+    resume_from = _prepare_out_dir(out, resume=resume, force=force, info=info)
+
+    torch.manual_seed(config.seed + info.rank)
+    student.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+
+    sampler: DistributedSampler = DistributedSampler(
+        data.train, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=config.seed, drop_last=True
+    )
+    loader = DataLoader(data.train, batch_size=per_rank_batch, sampler=sampler, drop_last=True,
+                        num_workers=config.num_workers, pin_memory=device.type == "cuda",
+                        persistent_workers=config.num_workers > 0)
+    steps_per_epoch = len(loader)
+    total_steps = steps_per_epoch * config.epochs
+
+    kind = "fp" if config.method == "fp" else "student"
+    header: dict[str, Any] = {
+        "format": FORMAT, "version": VERSION, "kind": kind, "model": model_meta, "data": data.meta,
+        "quant": to_dict(quant) if quant is not None else None, "train": to_dict(config),
+        "teacher": teacher_meta, "sqakd_edge_version": __version__,
+    }
+
+    # Quantizers take their initial ranges from the first batch: do it before the optimiser and DDP
+    # exist, so every process starts from rank 0's values (DDP broadcasts them at construction).
+    first_images, _ = next(iter(DataLoader(data.train, batch_size=per_rank_batch, shuffle=False)))
+    # Eval mode: BN uses the teacher's running statistics, so the ranges match what the layers will see.
+    with torch.no_grad():
+        student.eval()
+        student(first_images.to(device))
+
+    optimizer = make_optimizer(student, config)
+    start_epoch, step = 0, 0
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from)
+        _check_resume_matches(ckpt, header, resume_from)
+        student.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
+        history, best = list(ckpt.get("history", [])), dict(ckpt.get("best", {}))
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if info.is_main:
+            log(f"resuming {resume_from} after epoch {start_epoch}")
+        if start_epoch >= config.epochs:
+            log(f"nothing to do: the run already finished its {config.epochs} epochs")
+
+    model: nn.Module = student
+    if info.enabled:
+        device_ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
+
+    use_amp = config.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    def teacher_logits(images: torch.Tensor) -> torch.Tensor | None:
+        if teacher is None or not config.uses_teacher:
+            return None
+        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            return teacher(images).float()
+
+    def ewgs_update(images: torch.Tensor, labels: torch.Tensor) -> None:
+        if quant is None or quant.backward != "ewgs":
+            return
+        t_logits = teacher_logits(images)
+        update_ewgs_deltas(student, lambda logits: training_loss(config, logits, labels, t_logits)["loss"], images)
+
+    start = time.perf_counter()
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    for epoch in range(start_epoch, config.epochs):
+        sampler.set_epoch(epoch)
+        model.train()
+        sums = {"loss": 0.0, "n": 0.0}
+        epoch_start = time.perf_counter()
+        bar = None
+        if progress and info.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="it", leave=False,
+                       dynamic_ncols=True)
+        for i, (images, labels) in enumerate(_batches(loader, device)):
+            if quant is not None and quant.backward == "ewgs":
+                every = quant.ewgs_update_every
+                if (every and step % every == 0) or (not every and i == 0):
+                    ewgs_update(images, labels)
+            factor = _lr_factor(step, total_steps, config)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+            t_logits = teacher_logits(images)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                logits = model(images)
+            losses = training_loss(config, logits.float(), labels if config.uses_labels else None, t_logits)
+            loss = losses["loss"]
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"the loss became {float(loss)} at epoch {epoch + 1}, step {i + 1}; "
+                    + (f"the last good checkpoint {last_path} is kept; " if last_path.exists() else "")
+                    + "lower the learning rate (--lr/--quant-lr) or check the data"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            sums["loss"] += float(loss.detach()) * images.shape[0]
+            sums["n"] += images.shape[0]
+            if bar is not None:
+                rate = sums["n"] * info.world_size / max(time.perf_counter() - epoch_start, 1e-9)
+                bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.4f}", img_s=f"{rate:.0f}")
+                bar.update()
+        if bar is not None:
+            bar.close()
+        train_seconds = time.perf_counter() - epoch_start
+        loss_sum, n_sum = all_reduce_sum([sums["loss"], sums["n"]], info, device)
+        row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(n_sum, 1),
+                               "images_per_s": n_sum / max(train_seconds, 1e-9), "lr": optimizer.param_groups[0]["lr"]}
+        eval_teacher = teacher if config.uses_teacher else None
+        if data.held_out is not None:
+            held = evaluate(student, data.held_out, config, teacher=eval_teacher, labelled=data.labelled,
+                            dist_info=info, device=device)
+            row.update({f"val_{k}": v for k, v in held.items() if k != "n"})
+        if data.test is not None and data.labelled:
+            test = evaluate(student, data.test, config, teacher=eval_teacher, labelled=True, dist_info=info,
+                            device=device)
+            row.update({f"test_{k}": v for k, v in test.items() if k != "n"})
+        # Selection: the method's own loss on held-out training data (the KL for SQAKD: no labels).
+        score = row.get("val_loss", row["train_loss"])
+        improved = not best or score < best["score"]
+        if improved:
+            best = {"epoch": epoch + 1, "score": score, "metric": "val_loss" if "val_loss" in row else "train_loss"}
+        row["best_epoch"] = best["epoch"]
+        history.append(row)
+        if info.is_main:
+            ckpt = {**header, "state_dict": student.state_dict(), "optimizer": optimizer.state_dict(),
+                    "epoch": epoch + 1, "step": step, "history": history, "best": best,
+                    "rng": {"torch": torch.get_rng_state()}}
+            save_checkpoint(ckpt, last_path)
+            if improved:
+                shutil.copyfile(last_path, out / ".best.pt.tmp")
+                (out / ".best.pt.tmp").replace(best_path)
+            _write_metrics(out, history)
+            log(_epoch_line(row, config))
+    seconds = time.perf_counter() - start
+    result = FitResult(out, best_path, last_path, history, best, seconds)
+    if info.is_main:
+        summary = {"method": config.method, "epochs": config.epochs, "best": best,
+                   "last": history[-1] if history else {}, "seconds": seconds,
+                   "quant": to_dict(quant) if quant is not None else None, "model": model_meta}
+        text = json.dumps(summary, indent=2)
+        atomic_write_bytes(out / "summary.json", lambda f: f.write(text.encode()))
+    return result
+
+
+def _epoch_line(row: dict[str, Any], config: TrainConfig) -> str:
+    parts = [f"epoch {row['epoch']}/{config.epochs}", f"train_loss {row['train_loss']:.4f}"]
+    for key in ("val_kl", "val_loss", "test_acc"):
+        if key in row:
+            value = row[key]
+            parts.append(f"{key} {value * 100:.2f}%" if key.endswith("acc") else f"{key} {value:.4f}")
+    parts.append(f"{row['images_per_s']:.0f} img/s")
+    return "  ".join(parts)

@@ -239,7 +239,7 @@ class IntervalActivation(_ActQuantizer):
         lower = float(self.lower.detach())
         if lower != 0.0:
             raise NotDeployable(
-                f"interval activation range [{lower:.4g}, {float(self.upper):.4g}] has a non-zero lower bound "
+                f"interval activation range [{lower:.4g}, {float(self.upper.detach()):.4g}] has a non-zero lower bound "
                 "(an affine grid); symmetric INT8 needs zero-point 0"
             )
         width = float((self.upper - self.lower).detach().clamp_min(_EPS))

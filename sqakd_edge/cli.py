@@ -152,6 +152,32 @@ def _print_fit_summary(result: Any) -> None:
                    "for selection under sqakd")
 
 
+@main.command()
+@click.option("--out", default="runs/demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--data", default="embedded", show_default=True, help="Dataset spec (see 'train --help').")
+@click.option("--model", default="resnet20", show_default=True)
+@click.option("--quantizer", default="lsq", show_default=True)
+@click.option("--backward", type=click.Choice(["ste", "ewgs"]), default="ste", show_default=True)
+@click.option("--wbits", type=int, default=4, show_default=True)
+@click.option("--abits", type=int, default=4, show_default=True)
+@click.option("--teacher-epochs", type=int, help="Override the demo-fp recipe's epochs.")
+@click.option("--student-epochs", type=int, help="Override the demo recipe's epochs.")
+@click.option("--force", is_flag=True, help="Replace an earlier demo in --out.")
+@click.option("--no-progress", is_flag=True)
+def demo(out: str, data: str, model: str, quantizer: str, backward: str, wbits: int, abits: int,
+         teacher_epochs: int | None, student_epochs: int | None, force: bool, no_progress: bool) -> None:
+    """Teacher -> SQAKD student -> INT8 export -> bench, on the embedded data (about 10 minutes on 2 cores)."""
+    from .config import QuantConfig
+    from .demo import format_summary, run_demo
+
+    quant = QuantConfig(quantizer=quantizer, backward=backward, wbits=wbits, abits=abits)
+    result = run_demo(out, data=data, model=model, quant=quant, teacher_epochs=teacher_epochs,
+                      student_epochs=student_epochs, force=force, progress=not no_progress, log=click.echo)
+    click.echo("")
+    click.echo(format_summary(result))
+    click.echo(f"outputs: {result.out_dir} (summary.json)")
+
+
 # ---------------------------------------------------------------------------------------------
 # export / check (issue: export --int8)
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/vermin -q -t=3.6- --violations jetson/
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy sqakd_edge

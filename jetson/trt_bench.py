@@ -322,10 +322,10 @@ def bench(args):
     doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "program": {"name": "trt_bench.py",
            "version": PROGRAM_VERSION}, "created": utc_now(), "runtime": runtime,
            "fallback_reason": fallback_reason, "platform": platform,
-           "settings": {"batch": args.batch, "warmup": args.warmup, "iters": args.iters,
+           "settings": {"batches": args.batch, "warmup": args.warmup, "iters": args.iters,
                         "workspace_mib": args.workspace_mib, "tegrastats": bool(args.tegrastats),
                         "seed": args.seed, "cache_dir": cache_dir},
-           "graphs": {}, "runs": [], "comparison": None, "notes": []}
+           "graphs": {}, "runs": [], "comparisons": [], "notes": []}
 
     cuda = logger = None
     fast_int8 = None
@@ -349,57 +349,63 @@ def bench(args):
     prepared = prepare_graphs(graphs, cache_dir, want_stripped=(trt is not None and not fast_int8))
     doc["graphs"] = dict((role, dict((k, v) for k, v in entry.items() if k != "path"))
                          for role, entry in prepared.items())
-    reference = None
+    plan = plan_runs(prepared, "tensorrt" if trt is not None else "onnxruntime", fast_int8)
+    gpu = platform["gpu"] or {}
+    int8_reason = None
     try:
-        for role, precision, skip in plan_runs(prepared, "tensorrt" if trt is not None else "onnxruntime", fast_int8):
-            run = {"graph": role, "precision": precision, "status": "ok", "reason": None}
-            doc["runs"].append(run)
-            path = prepared[role]["path"]
-            if skip == "no-fast-int8":
-                run["status"] = "not-buildable"
-                run["reason"] = int8_not_buildable_reason(trt, path, args.batch, args.workspace_mib, logger)
-                run["precision_ran"] = None
-                log("%s graph, INT8: not buildable on this device (%s)" % (role, run["reason"]))
-                continue
-            if skip:
-                run.update({"status": "skipped", "reason": skip, "precision_ran": None})
-                continue
-            log("%s graph, %s: %s" % (role, precision.upper(), "building/loading engine" if trt else "timing"))
-            try:
-                if trt is None:
-                    result = time_onnxruntime(path, precision, args.batch, args.warmup, args.iters, args.seed)
-                else:
-                    engine_bytes, engine_info = build_or_load(
-                        trt, path, prepared[role]["sha256"], precision, args.batch, args.workspace_mib, cache_dir,
-                        {"gpu_name": platform["gpu"]["name"],
-                         "compute_capability": platform["gpu"]["compute_capability"]}, logger)
-                    run["engine"] = engine_info
-                    shape = engine_info.get("build", {}).get("input", {}).get("shape")
-                    if shape is None:
-                        shape = input_shape_for(path, args.batch)
-                    result = time_tensorrt(trt, cuda, engine_bytes, shape, args.warmup, args.iters, args.seed,
-                                           logger, precision, args.tegrastats)
-                    result["precision_ran"] = precision_ran_from_layers(precision, result["layers"])
-            except Exception as exc:  # one failed run must not lose the others
-                run.update({"status": "failed", "reason": one_line(exc), "precision_ran": None})
-                log("%s graph, %s failed: %s" % (role, precision.upper(), run["reason"]))
-                continue
-            output = result.pop("output")
-            if reference is None and role == "fp32" and precision == "fp32":
-                reference = output
-            if reference is not None and output.shape == reference.shape:
-                run["max_abs_diff_vs_fp32"] = float(np.max(np.abs(output.astype(np.float64) - reference)))
-                run["top1_agreement_vs_fp32"] = float(np.mean(np.argmax(output, -1) == np.argmax(reference, -1)))
-            run.update(result)
-            run["stats_ms"] = dict((k, summarize(v)) for k, v in result["latency_ms"].items() if v)
-            median = run["stats_ms"]["end_to_end"]["median"]
-            run["throughput_per_s"] = args.batch * 1000.0 / median if median else None
-            log("%s graph, %s: median %.3f ms end to end" % (role, precision.upper(), median))
+        for batch in args.batch:
+            reference = None
+            for role, precision, skip in plan:
+                run = {"graph": role, "precision": precision, "batch": batch, "status": "ok", "reason": None}
+                doc["runs"].append(run)
+                path = prepared[role]["path"]
+                if skip == "no-fast-int8":
+                    if int8_reason is None:  # TensorRT's reason does not depend on the batch size
+                        int8_reason = int8_not_buildable_reason(trt, path, batch, args.workspace_mib, logger)
+                        log("%s graph, INT8: not buildable on this device (%s)" % (role, int8_reason))
+                    run.update({"status": "not-buildable", "reason": int8_reason, "precision_ran": None})
+                    continue
+                if skip:
+                    run.update({"status": "skipped", "reason": skip, "precision_ran": None})
+                    continue
+                log("batch %d, %s graph, %s: %s" % (batch, role, precision.upper(),
+                                                     "building/loading engine" if trt else "timing"))
+                try:
+                    if trt is None:
+                        result = time_onnxruntime(path, precision, batch, args.warmup, args.iters, args.seed)
+                    else:
+                        engine_bytes, engine_info = build_or_load(
+                            trt, path, prepared[role]["sha256"], precision, batch, args.workspace_mib, cache_dir,
+                            {"gpu_name": gpu.get("name"), "compute_capability": gpu.get("compute_capability")}, logger)
+                        run["engine"] = engine_info
+                        shape = engine_info.get("build", {}).get("input", {}).get("shape")
+                        if shape is None:
+                            shape = input_shape_for(path, batch)
+                        result = time_tensorrt(trt, cuda, engine_bytes, shape, args.warmup, args.iters, args.seed,
+                                               logger, precision, args.tegrastats)
+                        result["precision_ran"] = precision_ran_from_layers(precision, result["layers"])
+                except Exception as exc:  # one failed run must not lose the others
+                    run.update({"status": "failed", "reason": one_line(exc), "precision_ran": None})
+                    log("%s graph, %s failed: %s" % (role, precision.upper(), run["reason"]))
+                    continue
+                output = result.pop("output")
+                if reference is None and role == "fp32" and precision == "fp32":
+                    reference = output
+                if reference is not None and output.shape == reference.shape:
+                    diff = np.abs(output.astype(np.float64) - reference)
+                    run["max_abs_diff_vs_fp32"] = float(np.max(diff))
+                    run["top1_agreement_vs_fp32"] = float(np.mean(np.argmax(output, -1) == np.argmax(reference, -1)))
+                run.update(result)
+                run["stats_ms"] = dict((k, summarize(v)) for k, v in result["latency_ms"].items() if v)
+                median = run["stats_ms"]["end_to_end"]["median"]
+                run["throughput_per_s"] = batch * 1000.0 / median if median else None
+                log("batch %d, %s graph, %s: median %.3f ms end to end" % (batch, role, precision.upper(), median))
     finally:
         if cuda is not None:
             cuda.close()
-    doc["comparison"] = compare(doc["runs"], trt is not None, fast_int8)
-    note = doc["comparison"].get("note")
+    doc["comparisons"] = [compare([r for r in doc["runs"] if r["batch"] == b], trt is not None, fast_int8, b)
+                          for b in args.batch]
+    note = doc["comparisons"][0].get("note")
     if note and note not in doc["notes"]:
         doc["notes"].append(note)
     return doc
@@ -436,16 +442,16 @@ def _pair(runs, baseline, candidate, label):
     return entry
 
 
-def compare(runs, on_tensorrt, fast_int8):
-    """The headline comparison: INT8 vs FP32 where INT8 exists, else FP32 vs FP16 (the Nano rule)."""
+def compare(runs, on_tensorrt, fast_int8, batch):
+    """The headline comparison at one batch size: INT8 vs FP32 where INT8 exists, else FP16 vs FP32 (Nano rule)."""
     if on_tensorrt and not fast_int8:
         pairs = [_pair(runs, ("fp32", "fp32"), ("fp32", "fp16"), "FP16 vs FP32 (FP32 graph)"),
                  _pair(runs, ("int8-stripped", "fp32"), ("int8-stripped", "fp16"),
                        "FP16 vs FP32 (student, Q/DQ stripped)")]
-        return {"headline": pairs[0], "others": pairs[1:], "note": NANO_NOTE}
+        return {"batch": batch, "headline": pairs[0], "others": pairs[1:], "note": NANO_NOTE}
     headline = _pair(runs, ("fp32", "fp32"), ("int8", "int8"), "INT8 vs FP32")
     others = [_pair(runs, ("fp32", "fp32"), ("fp32", "fp16"), "FP16 vs FP32 (reference)")] if on_tensorrt else []
-    return {"headline": headline, "others": others, "note": None if on_tensorrt else FALLBACK_NOTE}
+    return {"batch": batch, "headline": headline, "others": others, "note": None if on_tensorrt else FALLBACK_NOTE}
 
 
 # --- build / platform commands --------------------------------------------------------------------------
@@ -477,13 +483,24 @@ def platform_command(args):
     return report
 
 
+def parse_batches(text):
+    """``"1,32"`` -> ``[1, 32]`` (argparse type)."""
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or any(b < 1 for b in sizes):
+        raise argparse.ArgumentTypeError("batch sizes are positive integers separated by commas, got %r" % text)
+    return sorted(set(sizes), key=sizes.index)
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="trt_bench.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command")
     b = sub.add_parser("bench", help="build (or load) and time engines; one JSON document on stdout")
     b.add_argument("--graph", action="append", default=[], metavar="ROLE=PATH",
                    help="a graph to time; ROLE is fp32, int8 (QDQ) or int8-stripped")
-    b.add_argument("--batch", type=int, default=1)
+    b.add_argument("--batch", type=parse_batches, default=[1], help="batch sizes, comma-separated (e.g. 1,32)")
     b.add_argument("--warmup", type=int, default=20)
     b.add_argument("--iters", type=int, default=200)
     b.add_argument("--workspace-mib", type=int, default=trt_engine.DEFAULT_WORKSPACE_MIB)
@@ -503,8 +520,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.command is None:
         parser.error("choose a command: bench, build or platform")
-    if args.command == "bench" and (args.batch < 1 or args.iters < 1 or args.warmup < 0):
-        parser.error("--batch and --iters must be >= 1 and --warmup >= 0")
+    if args.command == "bench" and (args.iters < 1 or args.warmup < 0):
+        parser.error("--iters must be >= 1 and --warmup >= 0")
     return args
 
 

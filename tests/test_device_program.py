@@ -122,7 +122,7 @@ def test_fallback_bench_prints_one_json_document_and_says_it_is_not_tensorrt(tmp
     fp32 = _conv_graph("qdq")
     onnx_prep.strip_qdq(fp32)
     graphs = {"fp32": _save(fp32, tmp_path / "f.onnx"), "int8": _save(_conv_graph("identity-qdq"), tmp_path / "q.onnx")}
-    argv = [sys.executable, str(JETSON / "trt_bench.py"), "bench", "--iters", "7", "--warmup", "2", "--batch", "3",
+    argv = [sys.executable, str(JETSON / "trt_bench.py"), "bench", "--iters", "7", "--warmup", "2", "--batch", "3,1",
             "--cache-dir", str(tmp_path / "cache")]
     for role, path in graphs.items():
         argv += ["--graph", f"{role}={path}"]
@@ -134,7 +134,8 @@ def test_fallback_bench_prints_one_json_document_and_says_it_is_not_tensorrt(tmp
     assert doc["schema"] == "sqakd-edge.device-results" and doc["schema_version"] == 1
     assert doc["runtime"] == "onnxruntime-fallback" and "tensorrt" in doc["fallback_reason"]
     assert trt_bench.FALLBACK_NOTE in doc["notes"]
-    runs = {(r["graph"], r["precision"]): r for r in doc["runs"]}
+    assert [c["batch"] for c in doc["comparisons"]] == [3, 1] and len(doc["runs"]) == 6
+    runs = {(r["graph"], r["precision"]): r for r in doc["runs"] if r["batch"] == 3}
     assert runs[("fp32", "fp32")]["precision_ran"] == "fp32"
     assert runs[("int8", "int8")]["precision_ran"].startswith("int8 (QDQ on ONNX Runtime CPU")
     assert runs[("fp32", "fp16")]["status"] == "skipped" and "needs TensorRT" in runs[("fp32", "fp16")]["reason"]

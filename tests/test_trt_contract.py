@@ -553,26 +553,27 @@ def test_nano_rule_nothing_is_labelled_int8_and_fp16_is_the_comparison(monkeypat
     # the student with Q/DQ stripped on the device (onnx is installed here), timed in FP32 and FP16
     assert runs[("int8-stripped", "fp32")]["status"] == "ok" and runs[("int8-stripped", "fp16")]["status"] == "ok"
     assert doc["graphs"]["int8-stripped"]["stripped_on_device"] == {"weights": 1, "activations": 1}
-    assert doc["comparison"]["headline"]["label"] == "FP16 vs FP32 (FP32 graph)"
-    assert doc["comparison"]["note"] == trt_bench.NANO_NOTE and trt_bench.NANO_NOTE in doc["notes"]
+    assert doc["comparisons"][0]["headline"]["label"] == "FP16 vs FP32 (FP32 graph)"
+    assert doc["comparisons"][0]["note"] == trt_bench.NANO_NOTE and trt_bench.NANO_NOTE in doc["notes"]
     assert runs[("fp32", "fp16")]["io_api"] == "binding indices + execute_async_v2"
 
 
 def test_int8_capable_device_headlines_int8_and_reuses_cached_engines(monkeypatch, tmp_path):
     graphs = _graphs(tmp_path)
     cache = tmp_path / "cache"
-    doc = _run_bench(monkeypatch, make_tensorrt("8.5.2.2", fast_int8=True), graphs, cache)
-    runs = {(r["graph"], r["precision"]): r for r in doc["runs"]}
+    doc = _run_bench(monkeypatch, make_tensorrt("8.5.2.2", fast_int8=True), graphs, cache, ["--batch", "1,4"])
+    runs = {(r["graph"], r["precision"]): r for r in doc["runs"] if r["batch"] == 4}
     assert set(runs) == {("fp32", "fp32"), ("fp32", "fp16"), ("int8", "int8")}
+    assert runs[("fp32", "fp16")]["input_shape"] == [4, 1, 8, 8]
     assert runs[("int8", "int8")]["status"] == "ok"
     assert runs[("int8", "int8")]["precision_ran"] == "mixed: FP16 1, INT8 2"
-    assert doc["comparison"]["headline"]["label"] == "INT8 vs FP32"
-    assert doc["comparison"]["headline"]["metric"] == "gpu_compute"
+    assert doc["comparisons"][0]["headline"]["label"] == "INT8 vs FP32"
+    assert doc["comparisons"][0]["headline"]["metric"] == "gpu_compute"
     assert all(r["engine"]["cache_hit"] is False for r in doc["runs"])
-    assert len(list(cache.glob("*.engine"))) == 3
+    assert len(list(cache.glob("*.engine"))) == 6  # one per graph, precision and batch size
 
     trt_again = make_tensorrt("8.5.2.2", fast_int8=True)
-    again = _run_bench(monkeypatch, trt_again, graphs, cache)
+    again = _run_bench(monkeypatch, trt_again, graphs, cache, ["--batch", "1,4"])
     assert all(r["engine"]["cache_hit"] is True for r in again["runs"])
     assert "Builder.build_serialized_network" not in trt_again._rec.names()
 

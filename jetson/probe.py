@@ -54,6 +54,7 @@ def main(argv):
         "python_executable": sys.executable,
         "machine": platform.machine(),
         "home": os.path.expanduser("~"),
+        "uid": os.getuid() if hasattr(os, "getuid") else None,
         "cache": cache,
         "modules": dict((name, _module(paths)) for name, paths in MODULES),
         "files": dict((rel, _sha256(os.path.join(cache, rel))) for rel in argv[1:]) if cache else {},

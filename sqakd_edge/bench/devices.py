@@ -165,14 +165,30 @@ def load_profile(name: str) -> DeviceProfile:
 
 @dataclass(frozen=True)
 class DeviceEntry:
-    """One device of an inventory: how to reach it and which profile it is."""
+    """One device of an inventory: how to reach it and which profile it is.
+
+    Args:
+        name: the device's name in the inventory.
+        host: ``USER@HOST`` or an ``~/.ssh/config`` alias.
+        profile: a shipped profile name.
+        port: SSH port (None: ssh's default or the alias's).
+        identity_file: SSH private key.
+        known_hosts_file: a known_hosts file instead of ``~/.ssh/known_hosts``.
+        ssh_options: further ``-o Key=Value`` options.
+        remote_python: the interpreter on the device.
+        remote_cache: the cache folder on the device (default ``~/.cache/sqakd-edge``).
+        docker_image: run the device program in this image.
+    """
 
     name: str
     host: str
     profile: str
     port: int | None = None
     identity_file: str | None = None
+    known_hosts_file: str | None = None
+    ssh_options: tuple[str, ...] = ()
     remote_python: str | None = None
+    remote_cache: str | None = None
     docker_image: str | None = None
 
 
@@ -207,9 +223,15 @@ def parse_inventory(text: str, source: str) -> dict[str, DeviceEntry]:
         port = spec.get("port")
         if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
             raise ConfigError(f"inventory {source}: device {name!r} has an invalid port {port!r}")
+        options = spec.get("ssh_options", [])
+        if not isinstance(options, list) or not all(isinstance(o, str) and "=" in o for o in options):
+            raise ConfigError(f"inventory {source}: device {name!r} has bad \"ssh_options\" (a list of "
+                              "\"Key=Value\" strings, as for ssh -o)")
         entries[name] = DeviceEntry(name=name, host=spec["host"], profile=spec["profile"], port=port,
                                     identity_file=spec.get("identity_file"),
-                                    remote_python=spec.get("remote_python"), docker_image=spec.get("docker_image"))
+                                    known_hosts_file=spec.get("known_hosts_file"), ssh_options=tuple(options),
+                                    remote_python=spec.get("remote_python"), remote_cache=spec.get("remote_cache"),
+                                    docker_image=spec.get("docker_image"))
     return entries
 
 
@@ -236,7 +258,10 @@ class RemoteTarget:
     host: str
     port: int | None = None
     identity_file: str | None = None
+    known_hosts_file: str | None = None
+    ssh_options: tuple[str, ...] = ()
     remote_python: str | None = None
+    remote_cache: str | None = None
     docker_image: str | None = None
 
 
@@ -255,7 +280,9 @@ def resolve_device(device: str, host: str | None = None, inventory: str | os.Pat
         entry = entries[device]
         return RemoteTarget(name=device, profile=load_profile(entry.profile), host=host or entry.host,
                             port=port if port is not None else entry.port, identity_file=entry.identity_file,
-                            remote_python=entry.remote_python, docker_image=entry.docker_image)
+                            known_hosts_file=entry.known_hosts_file, ssh_options=entry.ssh_options,
+                            remote_python=entry.remote_python, remote_cache=entry.remote_cache,
+                            docker_image=entry.docker_image)
     profiles = list_profiles()
     if device in profiles:
         if not host:

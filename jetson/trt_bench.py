@@ -47,8 +47,8 @@ NANO_NOTE = ("This device has no fast INT8 (TensorRT reports platform_has_fast_i
              "Nano), so the INT8 (QDQ) graph cannot be built here and nothing is reported as INT8; the "
              "comparison is FP32 vs FP16, from the FP32 graph and from the student with its Q/DQ stripped "
              "(trained weights kept).")
-FALLBACK_NOTE = ("TensorRT is not importable on this machine, so these timings are ONNX Runtime on the CPU, "
-                 "not TensorRT on a GPU; they test the transport and the program, not the device's speed.")
+FALLBACK_NOTE = ("TensorRT is not importable on the device, so these timings are ONNX Runtime on the device's CPU, "
+                 "not TensorRT on its GPU; they test the transport and the device program, not the device's speed.")
 
 
 def log(message):

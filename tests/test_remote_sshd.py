@@ -159,7 +159,8 @@ def test_remote_bench_end_to_end_and_cache_reuse(sshd, graphs, tmp_path):
     doc = run.document
     assert doc["schema"] == "sqakd-edge.device-results" and doc["runtime"] == "onnxruntime-fallback"
     assert "not importable" in doc["fallback_reason"]
-    assert any("TensorRT is not importable" in n for n in doc["notes"])  # said plainly, from the pre-flight check
+    assert any("TensorRT is not importable" in n for n in doc["workstation_notes"])  # the pre-flight check said it
+    assert any("not TensorRT on its GPU" in n for n in doc["notes"])  # and the device program says it again
     assert run.probe["python_executable"] == sys.executable and run.probe["modules"]["onnxruntime"]["ok"]
     # every file went up: 5 program files + 2 graphs, under the cache folder, by content hash
     assert len(run.uploaded) == 7 and run.skipped == []
@@ -177,7 +178,8 @@ def test_remote_bench_end_to_end_and_cache_reuse(sshd, graphs, tmp_path):
     assert len(int8["samples_ms"]) == 5 and int8["extra_samples_ms"] == {}
     assert remote.comparisons_from_document(doc) == [("fp32", "int8")]
     block = remote.device_block(run, _target(), sshd.target(), _options(tmp_path))
-    assert block["runtime"] == "onnxruntime-fallback" and block["upload"]["uploaded"] == run.uploaded
+    assert block["runtime"] == "onnxruntime-fallback" and block["details"]["upload"]["uploaded"] == run.uploaded
+    assert block["upload"] == "7 file(s) uploaded, 0 already there" and block["gpu"] is None
     json.dumps(block)
 
     again = _bench(sshd, graphs, tmp_path)
@@ -351,7 +353,7 @@ def test_bench_cli_on_the_loopback_device_writes_a_report(sshd, graphs, tmp_path
     assert doc["settings"]["device"] == "loop" and doc["device"]["runtime"] == "onnxruntime-fallback"
     assert doc["device"]["profile"] == "jetson-nano"
     assert {m["name"] for m in doc["models"]} == {"fp32", "int8"}
-    assert any("not TensorRT" in n for n in doc["notes"])
+    assert any("not TensorRT on its GPU" in n for n in doc["notes"])
     report = (out / "report.md").read_text()
     assert "ORT INT8 on the device CPU" in report
 

@@ -520,7 +520,7 @@ def run_device_bench(
     if error is not None:
         raise error
     document = _parse_document(done, where)
-    document.setdefault("notes", []).extend(notes)
+    document["workstation_notes"] = notes  # kept for the record; the device program says it again in its notes
     return DeviceRun(document, report, sorted(needed), skipped, setup, prepared)
 
 
@@ -616,9 +616,17 @@ def comparisons_from_document(document: dict[str, Any]) -> list[tuple[str, str]]
 
 def device_block(run: DeviceRun, target: devices.RemoteTarget, ssh: SshTarget,
                  options: RemoteOptions) -> dict[str, Any]:
-    """The results document's ``device`` block: what the device is and how it ran."""
+    """The results document's ``device`` block: a flat summary, and everything else under ``details``."""
     doc = run.document
     platform = doc.get("platform", {})
+    gpu = platform.get("gpu") or {}
+    mode = platform.get("nvpmodel") or {}
+    not_run: list[str] = []
+    for r in doc.get("runs", []):
+        if r.get("status") != "ok":
+            line = f"{r.get('graph')} graph in {str(r.get('precision')).upper()}: {r.get('status')} ({r.get('reason')})"
+            if line not in not_run:
+                not_run.append(line)
     return {
         "name": target.name,
         "profile": target.profile.name,
@@ -626,19 +634,28 @@ def device_block(run: DeviceRun, target: devices.RemoteTarget, ssh: SshTarget,
         "port": ssh.port,
         "runtime": doc.get("runtime"),
         "fallback_reason": doc.get("fallback_reason"),
+        "gpu": f"{gpu.get('name')} (sm {gpu.get('compute_capability')})" if gpu else None,
+        "tensorrt": platform.get("tensorrt"),
+        "jetpack": platform.get("jetpack"),
+        "l4t": platform.get("l4t"),
+        "power_mode": f"{mode.get('name')} ({mode.get('id')})" if mode else None,
+        "fast_int8": platform.get("fast_int8"),
         "docker_image": options.docker_image,
-        "platform": platform,
-        "profile_expected": {"jetpack": target.profile.jetpack, "tensorrt": target.profile.tensorrt,
-                             "python": target.profile.python, "int8": target.profile.int8},
-        "not_run": [{k: r.get(k) for k in ("graph", "precision", "batch", "status", "reason")}
-                    for r in doc.get("runs", []) if r.get("status") != "ok"],
-        "comparisons": doc.get("comparisons", []),
-        "graphs": doc.get("graphs", {}),
-        "prepared_on_workstation": run.prepared,
-        "upload": {"cache": options.remote_cache, "uploaded": run.uploaded, "skipped": run.skipped},
-        "setup": run.setup,
-        "program": doc.get("program"),
-        "device_results_schema": f"{doc.get('schema')} v{doc.get('schema_version')}",
+        "not_run": not_run,
+        "upload": f"{len(run.uploaded)} file(s) uploaded, {len(run.skipped)} already there",
+        "details": {
+            "platform": platform,
+            "profile_expected": {"jetpack": target.profile.jetpack, "tensorrt": target.profile.tensorrt,
+                                 "python": target.profile.python, "int8": target.profile.int8},
+            "comparisons": doc.get("comparisons", []),
+            "graphs": doc.get("graphs", {}),
+            "prepared_on_workstation": run.prepared,
+            "upload": {"cache": options.remote_cache, "uploaded": run.uploaded, "skipped": run.skipped},
+            "setup": run.setup,
+            "probe": {k: run.probe.get(k) for k in ("python", "python_executable", "machine", "modules")},
+            "program": doc.get("program"),
+            "device_results_schema": f"{doc.get('schema')} v{doc.get('schema_version')}",
+        },
     }
 
 

@@ -66,19 +66,46 @@ class Sshd:
         return pids
 
 
+FAKE_IMAGE = "sqakd-edge-device:test"
+
+
+def _install_fake_docker(bin_dir: Path) -> None:
+    """A stand-in ``docker`` on the remote PATH: it records its arguments and runs the entry point without a
+    container (there is no Docker engine here). It proves the argument list we send, not the image."""
+    bin_dir.mkdir()
+    script = bin_dir / "docker"
+    script.write_text(f"""#!{sys.executable}
+import json, os, sys
+args = sys.argv[1:]
+with open({str(bin_dir / 'docker.log')!r}, "a") as fh:
+    fh.write(json.dumps(args) + "\\n")
+assert args[0] == "run", args
+i, valued = 1, {{"--runtime", "--network", "-v", "--entrypoint", "-e", "-w"}}
+while args[i].startswith("-"):
+    i += 2 if args[i] in valued else 1
+if args[i] != {FAKE_IMAGE!r}:
+    sys.stderr.write("Unable to find image '%s' locally\\n" % args[i])
+    sys.exit(125)
+os.execv(sys.executable, [sys.executable] + args[i + 1:])
+""")
+    script.chmod(0o755)
+
+
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sshd")
     for name in ("host_key", "client_key", "other_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / name)], check=True)
     (folder / "authorized_keys").write_text((folder / "client_key.pub").read_text())
+    _install_fake_docker(folder / "bin")
     port = _free_port()
     config = folder / "sshd_config"
     config.write_text("\n".join([
         f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {folder / 'host_key'}", f"PidFile {folder / 'sshd.pid'}",
         f"AuthorizedKeysFile {folder / 'authorized_keys'}", "PubkeyAuthentication yes",
         "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
-        "PermitRootLogin prohibit-password", "ClientAliveInterval 5", "",
+        "PermitRootLogin prohibit-password", "ClientAliveInterval 5",
+        f"SetEnv PATH={folder / 'bin'}:/usr/local/bin:/usr/bin:/bin", "",
     ]))
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation directory
     log = open(folder / "sshd.log", "wb")
@@ -300,6 +327,26 @@ def test_connection_dropping_mid_run(sshd, graphs, tmp_path, local_tmp):
     finally:
         cutter.join()
     assert "re-run reuses" in msg
+
+
+def test_docker_option_runs_the_program_through_docker_run(sshd, graphs, tmp_path):
+    log = sshd.folder / "bin" / "docker.log"
+    log.unlink(missing_ok=True)
+    run = _bench(sshd, graphs, tmp_path, docker_image=FAKE_IMAGE)
+    assert run.document["runtime"] == "onnxruntime-fallback"
+    assert run.probe["modules_source"] == f"docker image {FAKE_IMAGE}"
+    probe, bench = [json.loads(line) for line in log.read_text().splitlines()]
+    cache = str(tmp_path / "remote-cache")
+    assert probe == ["run", "--rm", "-i", "--runtime", "nvidia", "--entrypoint", "python3", FAKE_IMAGE, "-", cache]
+    assert bench[:10] == ["run", "--rm", "--runtime", "nvidia", "--network", "none", "-v", f"{cache}:{cache}",
+                          "--entrypoint", "python3"]
+    assert bench[10] == FAKE_IMAGE and bench[11].startswith(f"{cache}/program/") and bench[12] == "bench"
+    graph_args = [arg for arg in bench if arg.startswith(("fp32=", "int8="))]
+    assert len(graph_args) == 2 and all(arg.split("=", 1)[1].startswith(f"{cache}/graphs/") for arg in graph_args)
+
+
+def test_docker_image_missing_on_the_device(sshd, graphs, tmp_path, local_tmp):
+    _fails(sshd, graphs, tmp_path, local_tmp, "docker image 'no-such-image' cannot run", docker_image="no-such-image")
 
 
 def test_setup_on_a_machine_without_nvpmodel(sshd, graphs, tmp_path, local_tmp):

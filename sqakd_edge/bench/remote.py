@@ -149,6 +149,10 @@ class _Completed:
         return _one_line(lines[-1]) if lines else "(no message)"
 
 
+def _ssh_hint(ssh: SshTarget) -> str:
+    return f"ssh -p {ssh.port} {ssh.host}" if ssh.port is not None else f"ssh {ssh.host}"
+
+
 def _ssh_failure(done: _Completed, ssh: SshTarget, what: str, program_ran: bool = False) -> RemoteError | None:
     """A one-line error for a failure of ssh itself (exit 255), or None if ssh worked.
 
@@ -162,7 +166,7 @@ def _ssh_failure(done: _Completed, ssh: SshTarget, what: str, program_ran: bool 
                            "attack or a reinstalled device: verify it, then remove the old key with ssh-keygen -R")
     if "Host key verification failed" in text or "host key is known" in text:
         return RemoteError(f"the host key of {host} is not in your known_hosts and strict host-key checking is on; "
-                           f"connect once with 'ssh {ssh.host}' and verify the fingerprint (or pass "
+                           f"connect once with '{_ssh_hint(ssh)}' and verify the fingerprint (or pass "
                            "--accept-new-host-key)")
     if "Permission denied" in text:
         return RemoteError(f"{host} refused the SSH key ({done.last_error}); add your public key to the device's "

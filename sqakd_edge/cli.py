@@ -8,6 +8,7 @@ A :class:`~sqakd_edge.errors.SqakdEdgeError` becomes one line on stderr and exit
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -186,6 +187,31 @@ def demo(out: str, data: str, model: str, quantizer: str, backward: str, wbits: 
 # ---------------------------------------------------------------------------------------------
 # build (issue: on the device)
 # ---------------------------------------------------------------------------------------------
+
+
+@main.command("build")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True,
+              help="int8 needs the QDQ graph (model.int8.onnx) and a GPU with fast INT8 (not the Jetson Nano).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="engine file.  [default: MODEL with suffix .PRECISION.engine]")
+@click.option("--batch", type=int, default=1, show_default=True, help="batch size the engine is optimised for.")
+@click.option("--workspace-mib", type=int, default=256, show_default=True, help="TensorRT builder workspace limit.")
+@click.option("--timing-cache", type=click.Path(path_type=Path), default=None,
+              help="timing-cache file to reuse and update (faster rebuilds).")
+def build(model: Path, precision: str, out: Path | None, batch: int, workspace_mib: int,
+          timing_cache: Path | None) -> None:
+    """Build a TensorRT engine from an exported ONNX graph, on the machine that will run it.
+
+    Engines are tied to the GPU and the TensorRT version, so run this on the target (e.g. a Jetson), or let
+    'sqakd-edge bench --device ...' build them there for you.
+
+    Example: sqakd-edge build export/model.fp32.onnx --precision fp16
+    """
+    from .engine.build import build_engine
+
+    built = build_engine(model, precision, out, batch=batch, workspace_mib=workspace_mib, timing_cache=timing_cache)
+    click.echo(f"wrote {built.path} ({built.bytes} bytes, TensorRT {built.info['tensorrt']}, {precision})")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy sqakd_edge
 
 pytest: $(STAMP)
+	bash scripts/ensure-sshd
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -39,6 +39,16 @@ TORCHVISION_CLASS = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Batches of 2 gain nothing from intra-op threads, and on a busy 2-core machine OpenMP threads
+    # that contend with other processes made these tests 10-20x slower (measured).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _input(name: str, in_channels: int, batch: int = 2, max_side: int | None = None) -> torch.Tensor:
     side = min(model_spec(name).input_size, max_side or 1 << 16)
     return torch.randn(batch, in_channels, side, side, generator=torch.Generator().manual_seed(0))

@@ -51,7 +51,7 @@ def _split_folders(root: Path) -> tuple[Path, Path] | None:
     return (train, test) if train.is_dir() and test is not None else None
 
 
-def _class_folders(root: Path) -> dict[str, list[Path]] | None:
+def _class_folders(root: Path, min_classes: int = 2) -> dict[str, list[Path]] | None:
     """Images per class subfolder, or ``None`` when the folder has no class structure."""
     if any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir()):
         return None
@@ -60,7 +60,7 @@ def _class_folders(root: Path) -> dict[str, list[Path]] | None:
         images = find_images(sub)
         if images:
             per_class[sub.name] = images
-    return per_class if len(per_class) >= 2 else None
+    return per_class if len(per_class) >= min_classes else None
 
 
 def scan(
@@ -79,7 +79,8 @@ def scan(
     Raises:
         DataError: when the folder holds a class the training folder lacks.
     """
-    per_class = _class_folders(root) if labelled is not False else None
+    # A test folder may hold only some of the training classes, even a single one.
+    per_class = _class_folders(root, 1 if classes else 2) if labelled is not False else None
     if classes is not None:
         if per_class is None:
             raise DataError(f"{root} has no class subfolders, but the training folder is labelled by {classes[:3]}...")

@@ -178,3 +178,32 @@ def test_eight_bit_student_starts_close_to_the_teacher(float_model):
 def test_bad_quant_config(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         QuantConfig(**kwargs)
+
+
+@pytest.mark.parametrize("family,backward,granularity", list(itertools.product(
+    FAMILIES, ["ste", "ewgs"], ["per_channel", "per_tensor"])))
+def test_fused_fake_quant_equals_the_op_by_op_path(float_model, family, backward, granularity):
+    from sqakd_edge.quant import iter_quantizers
+
+    cfg = QuantConfig(quantizer=family, backward=backward, wbits=3, abits=3, weight_granularity=granularity,
+                      ewgs_delta_init=0.2)
+    x = torch.randn(6, 1, 16, 16)
+    results = []
+    for op_by_op in (False, True):
+        torch.manual_seed(0)
+        student = prepare_qat(float_model, cfg).train()
+        student(x)  # initialise
+        for _, q in iter_quantizers(student):
+            q.capture_levels = op_by_op  # the EWGS Hessian path: rounding as separate graph nodes
+        xi = x.clone().requires_grad_(True)
+        out = student(xi)
+        (out * torch.linspace(-1, 1, out.shape[1])).sum().backward()
+        grads = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
+        results.append((out.detach(), xi.grad, grads))
+    (out_a, gx_a, g_a), (out_b, gx_b, g_b) = results
+    assert torch.equal(out_a, out_b)
+    # float round-off differs with the order of operations, through 18 layers; a wrong formula is off by O(1)
+    assert torch.allclose(gx_a, gx_b, atol=1e-4, rtol=1e-3)
+    assert g_a.keys() == g_b.keys()
+    for name in g_a:
+        assert torch.allclose(g_a[name], g_b[name], atol=1e-5, rtol=1e-3), name

@@ -62,44 +62,44 @@ def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 class _FakeQuant(torch.autograd.Function):
     """``scale * q(x / scale)`` in one node: the same values and gradients as the op-by-op version.
 
-    Training time is dominated by elementwise passes over activations; composing the quantizer from
-    div/clamp/round/mul (and their backwards) costs ~25 passes per tensor, this ~12. Only the input and
-    the scale are saved; the backward recomputes the rest. Not twice differentiable: the EWGS Hessian
-    estimate uses the op-by-op path.
+    Training time on a CPU is dominated by elementwise passes over activations; composing the quantizer
+    from div/clamp/round/mul and their backwards costs ~25 passes per tensor. Here the forward keeps the
+    integer values and the in-range mask, so the STE backward is three passes (a masked copy and two
+    dot products for the scale). Not twice differentiable: the EWGS Hessian estimate uses the op-by-op path.
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor, delta: torch.Tensor, ewgs: bool, a: int, c: int,
                 kmin: int, kmax: int) -> torch.Tensor:
-        ctx.save_for_backward(x, scale, delta)
-        ctx.consts = (ewgs, a, c, kmin, kmax)
         u = x / scale
         if a != 1 or c != 0:
             u = u.sub_(c).div_(a)
-        q = u.clamp_(kmin, kmax).round_()
-        if a != 1 or c != 0:
-            q = q.mul_(a).add_(c)
-        return q.mul_(scale)
+        inside = (u > kmin) & (u < kmax)  # as torch.clamp's backward: no gradient at the bounds
+        u = u.clamp_(kmin, kmax)
+        k = torch.round(u)
+        error = u.sub_(k) if ewgs else None  # discretisation error, in levels
+        q = k if a == 1 and c == 0 else k.mul_(a).add_(c)
+        ctx.save_for_backward(x, scale, delta, q, inside, error)
+        ctx.consts = (ewgs, a)
+        return q * scale
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, scale, delta = ctx.saved_tensors
-        ewgs, a, c, kmin, kmax = ctx.consts
-        v = x / scale
-        u = v if a == 1 and c == 0 else (v - c) / a
-        inside = (u > kmin) & (u < kmax)  # as torch.clamp's backward: no gradient at the bounds
-        k = u.clamp(kmin, kmax).round_()
-        q = k if a == 1 and c == 0 else k * a + c
-        # dL/dv = grad * scale * dq/dv: 1 inside the range (STE), scaled by EWGS, 0 outside.
-        grad_v = grad * scale
+        x, scale, delta, q, inside, error = ctx.saved_tensors
+        ewgs, a = ctx.consts
+        # dL/dx = grad * dq/du * du/dx * scale: 1 inside the range (STE), scaled by EWGS, 0 outside.
         if ewgs:
-            grad_v = grad_v * (1 + delta * torch.sign(grad_v) * (u - k))
-        grad_v = grad_v * inside
-        grad_x = grad_v / scale if ctx.needs_input_grad[0] else None
+            grad_in = grad * (1 + delta * torch.sign(grad * scale) * error) * inside
+        else:
+            grad_in = grad * inside
         grad_scale = None
         if ctx.needs_input_grad[1]:
-            grad_scale = _sum_to(grad * q - grad_v * v / scale, scale.shape)
-        return grad_x, grad_scale, None, None, None, None, None, None
+            # d(scale*q(x/scale))/dscale = q - (x/scale) * dq/dv
+            if scale.dim() == 0:
+                grad_scale = torch.dot(grad.flatten(), q.flatten()) - torch.dot(grad_in.flatten(), x.flatten()) / scale
+            else:
+                grad_scale = _sum_to(grad * q - grad_in * x / scale, scale.shape)
+        return grad_in if ctx.needs_input_grad[0] else None, grad_scale, None, None, None, None, None, None
 
 
 def fake_quant(x: torch.Tensor, scale: torch.Tensor, delta: torch.Tensor, ewgs: bool, a: int, c: int, kmin: int,

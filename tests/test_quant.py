@@ -202,8 +202,13 @@ def test_fused_fake_quant_equals_the_op_by_op_path(float_model, family, backward
         results.append((out.detach(), xi.grad, grads))
     (out_a, gx_a, g_a), (out_b, gx_b, g_b) = results
     assert torch.equal(out_a, out_b)
-    # float round-off differs with the order of operations, through 18 layers; a wrong formula is off by O(1)
-    assert torch.allclose(gx_a, gx_b, atol=1e-4, rtol=1e-3)
+    # round-off differs with the order of operations; sums that cancel (tiny gradients) get an absolute floor
+    floor = 1e-6 * max(float(g.abs().max()) for g in g_a.values())
+
+    def close(a, b):
+        return float((a - b).abs().max()) <= 1e-4 * float(a.abs().max()) + floor
+
+    assert close(gx_a, gx_b)
     assert g_a.keys() == g_b.keys()
     for name in g_a:
-        assert torch.allclose(g_a[name], g_b[name], atol=1e-5, rtol=1e-3), name
+        assert close(g_a[name], g_b[name]), name

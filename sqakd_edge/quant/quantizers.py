@@ -90,8 +90,10 @@ class Quantizer(nn.Module):
         return level_map.to_q(self._round(level_map.to_levels(q_continuous)))
 
     def _scaled(self, x: torch.Tensor, scale: torch.Tensor, level_map: LevelMap) -> torch.Tensor:
-        """``scale * q(x / scale)``: one fused autograd node, or op by op while the EWGS Hessian
-        estimate needs the rounded levels as graph nodes (and second derivatives)."""
+        """``scale * q(x / scale)``: one fused autograd node, or op by op while capturing levels.
+
+        The EWGS Hessian estimate needs the rounded levels as graph nodes, and second derivatives.
+        """
         if self.capture_levels:
             return self._apply_map(x / scale, level_map) * scale
         m = level_map

@@ -156,6 +156,75 @@ def _print_fit_summary(result: Any) -> None:
 # export / check (issue: export --int8)
 # ---------------------------------------------------------------------------------------------
 
+_EXPORT_EXAMPLES = """
+\b
+Examples:
+  # QDQ ONNX for TensorRT (symmetric int8), the teacher as the float baseline, parity on the test set
+  sqakd-edge export runs/w4a4/best.pt --int8 --teacher runs/teacher/best.pt --data embedded --out runs/w4a4/export
+  # for ONNX Runtime on x86 (uint8 activations: its fast integer kernels)
+  sqakd-edge export runs/w4a4/best.pt --int8 --target onnxruntime --out runs/w4a4/export-ort
+  # check any ONNX file against TensorRT's Q/DQ rules
+  sqakd-edge check runs/w4a4/export/model.int8.onnx
+"""
+
+
+@main.command(epilog=_EXPORT_EXAMPLES)
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--int8", "int8", is_flag=True, help="Also write the QDQ graph model.int8.onnx (student checkpoints).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Export directory to write.")
+@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt", show_default=True,
+              help="tensorrt: symmetric int8 Q/DQ; onnxruntime: uint8 activations for its x86 integer kernels.")
+@click.option("--opset", type=int, default=13, show_default=True, help="ONNX opset (TensorRT 8.2 reads up to 13).")
+@click.option("--input-shape", help="NxCxHxW of the input (batch is dynamic). [default: from the checkpoint]")
+@click.option("--data", help="Dataset for the parity check (see 'train --help'). [default: the checkpoint's data, "
+              "else embedded]")
+@click.option("--parity-samples", type=int, default=256, show_default=True, help="Inputs for the int8 parity check.")
+@click.option("--teacher", type=click.Path(dir_okay=False),
+              help="Float teacher checkpoint for model.fp32.onnx. [default: the student with quantizers off]")
+@click.option("--allow-requantize", is_flag=True,
+              help="Re-quantize grids that do not fit the target to the nearest int8 grid (parity shows the cost).")
+@click.option("--residual-qdq", is_flag=True,
+              help="TensorRT: Q/DQ on residual skip branches so Adds fuse (not exact: the student's skips are float).")
+@click.option("--min-top1-off", type=float, default=0.999, show_default=True,
+              help="Minimum top-1 agreement with ORT graph optimisations off.")
+@click.option("--min-top1-on", type=float, default=0.99, show_default=True,
+              help="Minimum top-1 agreement with ORT graph optimisations on.")
+@click.option("--no-parity-fail", is_flag=True, help="Write the export even when parity misses (manifest says so).")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out.")
+def export(checkpoint: str, int8: bool, out: str, target: str, opset: int, input_shape: str | None, data: str | None,
+           parity_samples: int, teacher: str | None, allow_requantize: bool, residual_qdq: bool, min_top1_off: float,
+           min_top1_on: float, no_parity_fail: bool, force: bool) -> None:
+    """Export a checkpoint to ONNX (float, and QDQ int8 with --int8), lint it and check parity."""
+    from .export.api import ExportConfig, export_checkpoint, parse_input_shape
+
+    config = ExportConfig(int8=int8, target=target, opset=opset,
+                          input_shape=parse_input_shape(input_shape) if input_shape else None,
+                          parity_samples=parity_samples, allow_requantize=allow_requantize, residual_qdq=residual_qdq,
+                          min_top1_off=min_top1_off, min_top1_on=min_top1_on, fail_on_parity_miss=not no_parity_fail)
+    result = export_checkpoint(checkpoint, out, config, teacher=teacher, data=data, force=force, log=click.echo)
+    if not result.passed:
+        click.echo("parity below threshold (written because of --no-parity-fail)", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt", show_default=True,
+              help="Rules to check: TensorRT's explicit-quantization rules, or what ONNX Runtime needs.")
+def check(model: str, target: str) -> None:
+    """Check an ONNX file against TensorRT's Q/DQ rules; exit code 1 on errors."""
+    from .export.lint import lint_file
+
+    findings = lint_file(model, target)
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = len(findings) - errors
+    for f in findings:
+        click.echo(f.line())
+    click.echo(f"{model}: {errors} error(s), {warnings} warning(s) against the {target} rules")
+    if errors:
+        sys.exit(1)
+
+
 
 # ---------------------------------------------------------------------------------------------
 # build (issue: on the device)

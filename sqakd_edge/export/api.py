@@ -27,6 +27,7 @@ from torch import nn
 from .. import __version__
 from ..config import QuantConfig, to_dict
 from ..errors import CheckpointError, ConfigError, ExportError
+from .inputs import ParityData
 from .plan import TARGETS
 
 SCHEMA = "sqakd-edge.export-manifest"
@@ -209,8 +210,8 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
                  model_meta: dict[str, Any], float_model: nn.Module | None = None, float_source: str = "teacher",
                  quant: QuantConfig | None = None, data: str | None = None, data_fallbacks: tuple[str, ...] = (),
                  mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
-                 provenance: dict[str, Any] | None = None, force: bool = False,
-                 log: Callable[[str], None] = print) -> ExportResult:
+                 provenance: dict[str, Any] | None = None, parity_data: ParityData | None = None,
+                 force: bool = False, log: Callable[[str], None] = print) -> ExportResult:
     """Export models already in memory (what :func:`export_checkpoint` calls after loading).
 
     Args:
@@ -226,6 +227,7 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
         mean: input normalisation mean (manifest); None: the dataset's.
         std: input normalisation std (manifest); None: the dataset's.
         provenance: extra manifest blocks (``checkpoint``, ``teacher``).
+        parity_data: inputs to use for parity instead of opening ``data``.
         force: replace a non-empty ``out_dir``.
         log: where progress lines go.
 
@@ -265,7 +267,7 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
         student = student.eval()
         _check_input_shape(student, shape, classes, name)
     thresholds = ParityThresholds(config.min_top1_off, config.min_top1_on)
-    pdata = load_parity_data(data, config.parity_samples, shape[1:], fallbacks=data_fallbacks)
+    pdata = parity_data or load_parity_data(data, config.parity_samples, shape[1:], fallbacks=data_fallbacks)
     if pdata.note:
         log(f"note: {pdata.note}")
     inputs = pdata.inputs

@@ -36,6 +36,7 @@ class LayerPlan:
         weight_scale: positive float32 per-output-channel scales.
         wbits: the weight quantizer's bits (as trained).
         input_grid: ``(qmin, qmax)`` of the trained input grid, or None when it was affine.
+        weight_grid: ``(qmin, qmax)`` of the trained integer weights (before the int8 headroom multiplier).
         requantized: what was re-quantized and why (empty when exact).
     """
 
@@ -45,13 +46,15 @@ class LayerPlan:
     weight_scale: torch.Tensor
     wbits: int
     input_grid: tuple[int, int] | None
+    weight_grid: tuple[int, int]
     requantized: list[str] = field(default_factory=list)
 
     def describe(self) -> dict[str, object]:
         """A JSON-able summary for the manifest."""
         return {
             "name": self.name,
-            "weight": {"bits": self.wbits, "int_range": [int(self.weight_int.min()), int(self.weight_int.max())],
+            "weight": {"bits": self.wbits, "grid": list(self.weight_grid),
+                       "int8_range": [int(self.weight_int.min()), int(self.weight_int.max())],
                        "granularity": "per_channel", "axis": 0},
             "input": {"grid": list(self.input_grid) if self.input_grid else None, "dtype": self.act.dtype,
                       "scale": self.act.scale, "int_range": [self.act.qmin, self.act.qmax],
@@ -149,16 +152,55 @@ def plan_activation(layer: FoldedQuantLayer, target: str, *, nonneg: bool, allow
     return ActQDQ(scale, dtype, qmin, qmax, clip, int_clip), trained, notes
 
 
-def plan_weights(layer: FoldedQuantLayer, *, allow_requantize: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def plan_weights(layer: FoldedQuantLayer, *, allow_requantize: bool, act_qmax: int = 127, act_scale: float = 1.0
+                 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """int8 weights and per-channel scales of ``layer`` (both targets store weights as int8).
+
+    Low-bit integers are stored multiplied by an integer ``k`` (up to what int8 holds) with the scale
+    divided by ``k``: the values ``scale * q`` are the same, but the int32 bias grid of an integer conv
+    (``input scale x weight scale``, onto which ONNX Runtime rounds float biases) becomes ``k`` times
+    finer. Per channel, ``k`` is the one whose grid lies closest to that channel's bias.
+
+    Args:
+        layer: the folded layer.
+        allow_requantize: re-quantize weights outside int8 instead of refusing.
+        act_qmax: the largest input integer; above 127 (uint8 inputs up to 255) ``k`` keeps pairs of
+            products inside int16, which x86 u8*s8 kernels without VNNI accumulate in.
+        act_scale: the input scale (with the weight scale, it sets the bias grid).
 
     Raises:
         _Miss: weights outside int8 and ``allow_requantize`` is False.
     """
     q = layer.weight_int.to(torch.int64)
     scale = layer.weight_scale.clone()
-    if q.numel() == 0 or (int(q.min()) >= -128 and int(q.max()) <= 127):
-        return q.to(torch.int8), scale, []
+    notes: list[str] = []
+    if q.numel() and (int(q.min()) < -128 or int(q.max()) > 127):
+        q, scale, notes = _requantize_weights(layer, q, scale, allow_requantize)
+    limit = 127 if act_qmax <= 127 else 32767 // (2 * act_qmax)
+    peak = q.reshape(q.shape[0], -1).abs().amax(dim=1) if q.numel() else torch.zeros(q.shape[0], dtype=torch.int64)
+    k = _headroom(peak, limit, layer.bias.to(torch.float64), scale.to(torch.float64) * act_scale)
+    shape = [-1] + [1] * (q.dim() - 1)
+    q = q * k.reshape(shape)
+    scale = (scale.to(torch.float64) / k.to(torch.float64)).to(torch.float32)
+    return q.to(torch.int8), scale, notes
+
+
+def _headroom(peak: torch.Tensor, limit: int, bias: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Per channel, the multiplier ``k`` in ``[1, limit // peak]`` whose bias grid ``grid / k`` fits ``bias`` best."""
+    kmax = torch.where(peak > 0, torch.div(limit, peak.clamp_min(1), rounding_mode="floor"), torch.ones_like(peak))
+    kmax = kmax.clamp_min(1)
+    top = int(kmax.max()) if kmax.numel() else 1
+    ks = torch.arange(1, top + 1, dtype=torch.float64)  # (K,)
+    step = grid[:, None] / ks[None, :]  # (C, K)
+    err = (bias[:, None] - torch.round(bias[:, None] / step) * step).abs()
+    err = torch.where(ks[None, :] <= kmax[:, None].to(torch.float64), err, torch.full_like(err, float("inf")))
+    # prefer the largest k among (near-)ties: flip, argmin, flip back
+    best = top - 1 - torch.argmin(err.flip(1) / (1 + 1e-9), dim=1)
+    return (best + 1).to(torch.int64)
+
+
+def _requantize_weights(layer: FoldedQuantLayer, q: torch.Tensor, scale: torch.Tensor, allow_requantize: bool
+                        ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     flat = q.reshape(q.shape[0], -1)
     peak = flat.abs().amax(dim=1)
     if int(peak.max()) > 128:
@@ -180,7 +222,7 @@ def plan_weights(layer: FoldedQuantLayer, *, allow_requantize: bool) -> tuple[to
             factor = float(peak[c]) / 127
             new_q[c] = torch.round(qf[c] / factor).clamp(-127, 127)
             new_scale[c] = new_scale[c] * factor
-    return new_q.to(torch.int8), new_scale.to(torch.float32), [f"weights: {reason}; re-quantized to int8"]
+    return new_q.to(torch.int64), new_scale.to(torch.float32), [f"weights: {reason}; re-quantized to int8"]
 
 
 def plan_layers(layers: dict[str, FoldedQuantLayer], target: str, *, nonneg_inputs: set[str],
@@ -208,11 +250,13 @@ def plan_layers(layers: dict[str, FoldedQuantLayer], target: str, *, nonneg_inpu
         try:
             act, trained, act_notes = plan_activation(layer, target, nonneg=name in nonneg_inputs,
                                                       allow_requantize=allow_requantize)
-            weight_int, weight_scale, w_notes = plan_weights(layer, allow_requantize=allow_requantize)
+            weight_int, weight_scale, w_notes = plan_weights(layer, allow_requantize=allow_requantize,
+                                                             act_qmax=act.qmax, act_scale=act.scale)
         except _Miss as miss:
             misses.append((name, str(miss)))
             continue
-        plans[name] = LayerPlan(name, act, weight_int, weight_scale, layer.wbits, trained, act_notes + w_notes)
+        wgrid = (int(layer.weight_int.min()), int(layer.weight_int.max())) if layer.weight_int.numel() else (0, 0)
+        plans[name] = LayerPlan(name, act, weight_int, weight_scale, layer.wbits, trained, wgrid, act_notes + w_notes)
     if misses:
         name, reason = misses[0]
         more = f" ({len(misses) - 1} more layer(s) too: {', '.join(n for n, _ in misses[1:4])}" \

@@ -169,9 +169,9 @@ Examples:
 
 
 @main.command(epilog=_EXPORT_EXAMPLES)
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path())
 @click.option("--int8", "int8", is_flag=True, help="Also write the QDQ graph model.int8.onnx (student checkpoints).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Export directory to write.")
+@click.option("--out", required=True, type=click.Path(), help="Export directory to write.")
 @click.option("--target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt", show_default=True,
               help="tensorrt: symmetric int8 Q/DQ; onnxruntime: uint8 activations for its x86 integer kernels.")
 @click.option("--opset", type=int, default=13, show_default=True, help="ONNX opset (TensorRT 8.2 reads up to 13).")
@@ -179,7 +179,7 @@ Examples:
 @click.option("--data", help="Dataset for the parity check (see 'train --help'). [default: the checkpoint's data, "
               "else embedded]")
 @click.option("--parity-samples", type=int, default=256, show_default=True, help="Inputs for the int8 parity check.")
-@click.option("--teacher", type=click.Path(dir_okay=False),
+@click.option("--teacher", type=click.Path(),
               help="Float teacher checkpoint for model.fp32.onnx. [default: the student with quantizers off]")
 @click.option("--allow-requantize", is_flag=True,
               help="Re-quantize grids that do not fit the target to the nearest int8 grid (parity shows the cost).")
@@ -208,7 +208,7 @@ def export(checkpoint: str, int8: bool, out: str, target: str, opset: int, input
 
 
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt", show_default=True,
               help="Rules to check: TensorRT's explicit-quantization rules, or what ONNX Runtime needs.")
 def check(model: str, target: str) -> None:

@@ -55,8 +55,9 @@ class G:
 
     def model(self, out: str, opset: int = 13) -> onnx.ModelProto:
         self.nodes.append(helper.make_node("Identity", [out], ["y"], name="out_identity"))
-        graph = helper.make_graph(self.nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", C, 8, 8])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], self.inits)
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", C, 8, 8])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+        graph = helper.make_graph(self.nodes, "g", [x], [y], self.inits)
         m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
         m.ir_version = 8
         return m

@@ -379,8 +379,21 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
 
 def _ordered(graph: dict[str, Any]) -> dict[str, Any]:
     """file, sha256, bytes first (as in the interface), then the rest."""
-    head = {k: graph[k] for k in ("file", "sha256", "bytes", "source", "wbits", "abits") if k in graph}
+    head: dict[str, Any] = {k: graph[k] for k in ("file", "sha256", "bytes", "source", "wbits", "abits") if k in graph}
     return {**head, **{k: v for k, v in graph.items() if k not in head}}
+
+
+def _load(load: Callable[..., dict[str, Any]], path: Path, **kwargs: Any) -> dict[str, Any]:
+    """``load_checkpoint``, with any unexpected unpickling error turned into a one-line CheckpointError."""
+    from ..errors import SqakdEdgeError
+
+    try:
+        return load(path, **kwargs)
+    except SqakdEdgeError:
+        raise
+    except Exception as exc:  # e.g. KeyError from torch.load on a short text file
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({type(exc).__name__}: "
+                              f"{str(exc)[:120]}); pass a .pt file written by 'sqakd-edge train'") from None
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, config: ExportConfig = ExportConfig(), *,
@@ -412,7 +425,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, config: Expor
     from ..train.checkpoint import build_model_from_checkpoint, file_sha256, load_checkpoint
 
     path = Path(checkpoint)
-    ckpt = load_checkpoint(path)
+    ckpt = _load(load_checkpoint, path)
     if config.int8 and ckpt.get("kind") != "student":
         raise CheckpointError(f"{path} holds a float model ('{ckpt.get('kind')}'); --int8 needs a quantized student "
                               f"(train one with: sqakd-edge train --teacher {path} ...), or drop --int8")
@@ -422,7 +435,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, config: Expor
     is_student = ckpt.get("kind") == "student"
     float_model, source = (None, "student-float") if is_student else (model, "teacher")
     if teacher is not None:
-        t_ckpt = load_checkpoint(teacher, kind="fp")
+        t_ckpt = _load(load_checkpoint, Path(teacher), kind="fp")
         for key in ("num_classes", "in_channels"):
             if t_ckpt["model"][key] != meta[key]:
                 raise CheckpointError(f"teacher {teacher} has {key} {t_ckpt['model'][key]} but the student has "

@@ -220,14 +220,13 @@ def fold_layer(layer: QuantLayer, bn: nn.BatchNorm2d | None, *, name: str, bn_na
         q[dead] = 0
         new_scale = torch.where(dead, torch.full_like(new_scale, safe), new_scale)
         bias = torch.where(torch.isfinite(bias), bias, torch.zeros_like(bias))
-    common = {"source": name, "bn": bn_name, "wbits": bits, "dead_channels": int(dead.sum())}
     act_q = layer.act_quantizer
+    tensors = (q.round().to(torch.int32), new_scale.to(torch.float32), bias.to(torch.float32), act_q)
+    dead_count = int(dead.sum())
     if isinstance(layer, QuantConv2d):
-        return FoldedQuantConv2d(layer, q.round().to(torch.int32), new_scale.to(torch.float32),
-                                 bias.to(torch.float32), act_q, **common)
+        return FoldedQuantConv2d(layer, *tensors, source=name, bn=bn_name, wbits=bits, dead_channels=dead_count)
     if isinstance(layer, QuantLinear):
-        return FoldedQuantLinear(q.round().to(torch.int32), new_scale.to(torch.float32), bias.to(torch.float32),
-                                 act_q, **common)
+        return FoldedQuantLinear(*tensors, source=name, bn=bn_name, wbits=bits, dead_channels=dead_count)
     raise ExportError(f"layer {name}: export supports QuantConv2d and QuantLinear, not {type(layer).__name__}")
 
 

@@ -50,7 +50,7 @@ class ParityData:
 def _open(spec: str, size: int) -> tuple[object, str]:
     """Open the test split of ``spec`` (train split when it has none)."""
     try:
-        from ..data import open_dataset
+        from ..data import open_dataset  # type: ignore[attr-defined]
     except ImportError as exc:  # the data package is older than this export code
         raise ExportError(f"--data needs sqakd_edge.data.open_dataset, which this install lacks ({exc})") from None
     try:

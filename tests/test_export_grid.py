@@ -77,7 +77,7 @@ class Zoo:
 
     def teacher(self, name: str) -> tuple[nn.Module, Task]:
         if name not in self.teachers:
-            task = Task(channels=1, size=12)
+            task = Task(channels=1, size=10)
             torch.manual_seed(0)
             self.teachers[name] = (fit(create_model(name, num_classes=task.classes, in_channels=1), task, 120, 1e-2),
                                    task)
@@ -91,7 +91,7 @@ class Zoo:
             s = prepare_qat(teacher, QuantConfig(quantizer=quantizer, wbits=bits, abits=bits)).eval()
             with torch.no_grad():
                 s(task.batch(64)[0])  # quantizers take their ranges from the first batch
-            self.students[key] = fit(s, task, 40, 1e-3)
+            self.students[key] = fit(s, task, 40, 1e-3, batch=32)
         return self.students[key], task
 
 
@@ -102,10 +102,10 @@ def zoo() -> Zoo:
 
 def check_export(zoo: Zoo, tmp_path, name: str, quantizer: str, bits: int, target: str) -> None:
     s, task = zoo.student(name, quantizer, bits)
-    x, y = task.batch(64)
+    x, y = task.batch(200)  # 200 inputs: the 99% "on" threshold tolerates 2 flips, the 99.9% "off" none
     data = ParityData(x, y, None, "synthetic-prototypes", None)
     meta = {"name": name, "num_classes": task.classes, "in_channels": task.channels, "input_size": task.size}
-    config = ExportConfig(target=target, parity_samples=64, fp32_parity_samples=16)
+    config = ExportConfig(target=target, parity_samples=200, fp32_parity_samples=16)
     result = export_model(s, tmp_path / "out", config, model_meta=meta, parity_data=data,
                           quant=QuantConfig(quantizer=quantizer, wbits=bits, abits=bits), log=lambda _m: None)
     m = result.manifest

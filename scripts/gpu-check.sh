@@ -13,17 +13,16 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 status=0
 run() { echo "== $*"; "$@" || { echo "FAILED: $*"; status=1; }; }
-{
-  nvidia-smi -L
-  $PY -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0))'
-  run $PY -m sqakd_edge train --fp --data embedded --out /tmp/gpu/teacher --epochs 2 --batch-size 256 --no-progress --force
-  run $PY -m sqakd_edge train --teacher /tmp/gpu/teacher/best.pt --data embedded --out /tmp/gpu/student \
+exec > >(tee "$OUT/gpu_check.log") 2>&1
+nvidia-smi -L
+$PY -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0))'
+run $PY -m sqakd_edge train --fp --data embedded --out /tmp/gpu/teacher --epochs 2 --batch-size 256 --no-progress --force
+run $PY -m sqakd_edge train --teacher /tmp/gpu/teacher/best.pt --data embedded --out /tmp/gpu/student \
       --quantizer lsq --backward ewgs --wbits 4 --abits 4 --epochs 2 --batch-size 256 --no-progress --force
-  if $PY -m sqakd_edge export --help >/dev/null 2>&1; then
+if $PY -m sqakd_edge export --help >/dev/null 2>&1; then
     run $PY -m sqakd_edge export /tmp/gpu/student/best.pt --int8 --out /tmp/gpu/export --force
     cp /tmp/gpu/export/manifest.json "$OUT/export_manifest.json" 2>/dev/null
-  fi
-  run $PY benchmarks/train_step.py --steps 30 --warmup 5 --out "$OUT/train_step_gpu.json"
-  run $PY scripts/gpu-check-device-program.py
-} 2>&1 | tee "$OUT/gpu_check.log"
+fi
+run $PY benchmarks/train_step.py --steps 30 --warmup 5 --out "$OUT/train_step_gpu.json"
+run $PY scripts/gpu-check-device-program.py
 exit $status

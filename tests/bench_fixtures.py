@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +53,12 @@ def export_fp32(model: nn.Module, path: Path, size: int = SIZE, channels: int = 
     """Export like the exporter does: opset 13, TorchScript exporter, dynamic batch."""
     example = torch.zeros(1, channels, size, size)
     axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic else None
-    torch.onnx.export(
-        model, (example,), str(path), dynamo=False, opset_version=13,
-        input_names=["input"], output_names=["logits"], dynamic_axes=axes,
-    )
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice; it is what the exporter uses
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model, (example,), str(path), dynamo=False, opset_version=13,
+            input_names=["input"], output_names=["logits"], dynamic_axes=axes,
+        )
     return path
 
 
@@ -120,3 +123,43 @@ def make_export_dir(directory: Path, *, dynamic: bool = True, int8: bool = True,
         quantize_qdq(directory / "model.fp32.onnx", directory / "model.int8.onnx")
     write_manifest(directory, int8=int8)
     return directory
+
+
+_CACHE: dict[str, Path] = {}
+
+
+def cached_export(tmp_path_factory, variant: str = "dynamic") -> Path:  # noqa: ANN001
+    """A session-wide export directory per variant (built once; tests must not modify it).
+
+    Variants: ``dynamic`` (batch dimension dynamic), ``fixed`` (batch fixed to 1), ``fp32only``.
+    """
+    if variant not in _CACHE:
+        root = tmp_path_factory.mktemp(f"export-{variant}")
+        if variant == "dynamic":
+            make_export_dir(root)
+        elif variant == "fixed":
+            make_export_dir(root, dynamic=False)
+        elif variant == "fp32only":
+            make_export_dir(root, int8=False)
+        else:
+            raise ValueError(variant)
+        _CACHE[variant] = root
+    return _CACHE[variant]
+
+
+def copy_export(source: Path, target: Path) -> Path:
+    """A private, modifiable copy of an export directory."""
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def rehash(directory: Path) -> None:
+    """Update the manifest's hashes and sizes after a test replaced a graph file."""
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for entry in manifest["graphs"].values():
+        graph = directory / entry["file"]
+        entry["sha256"], entry["bytes"] = _sha256(graph), graph.stat().st_size
+    path.write_text(json.dumps(manifest, indent=2))

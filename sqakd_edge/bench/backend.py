@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -127,9 +129,17 @@ def _placement_note(runner: OrtRunner) -> str | None:
 
 
 class LocalBackend:
-    """ONNX Runtime (and the PyTorch eager model, when its checkpoint is at hand) on this machine."""
+    """ONNX Runtime (and the PyTorch eager model, when its checkpoint is at hand) on this machine.
+
+    Args:
+        model_loader: turns the checkpoint path into a loader of the eager model; default
+            :func:`~sqakd_edge.bench.runners.checkpoint_loader` (needs ``sqakd_edge.train.checkpoint``).
+    """
 
     name = "local"
+
+    def __init__(self, model_loader: Callable[[Path], Callable[[], Any]] | None = None) -> None:
+        self.model_loader = model_loader
 
     def select(self, job: BenchJob) -> tuple[list[str], list[str]]:
         """Which of fp32/int8/eager run, and notes on those skipped.
@@ -147,7 +157,7 @@ class LocalBackend:
             eager_reason = f"its checkpoint {bundle.checkpoint} is not on this machine"
         elif importlib.util.find_spec("torch") is None:
             eager_reason = "torch is not installed"
-        elif importlib.util.find_spec("sqakd_edge.train.checkpoint") is None:
+        elif self.model_loader is None and importlib.util.find_spec("sqakd_edge.train.checkpoint") is None:
             eager_reason = "this sqakd-edge has no checkpoint loader (sqakd_edge.train.checkpoint)"
         if eager_reason is None:
             available.append("eager")
@@ -168,7 +178,8 @@ class LocalBackend:
         for name in names:
             if name == "eager":
                 assert job.bundle.checkpoint is not None  # select() checked
-                runners.append(TorchRunner(checkpoint_loader(job.bundle.checkpoint), name="eager", threads=threads,
+                loader = (self.model_loader or checkpoint_loader)(job.bundle.checkpoint)
+                runners.append(TorchRunner(loader, name="eager", threads=threads,
                                            note=f"model rebuilt from {job.bundle.checkpoint.name}"))
             else:
                 graph = job.bundle.graphs[name]

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sqakd_edge.bench.environment import collect_environment
+from sqakd_edge.bench.environment import collect_environment, load_average
 from sqakd_edge.bench.files import atomic_write_json, atomic_write_text
 from sqakd_edge.bench.inputs import random_batch
 from sqakd_edge.bench.measure import measure
@@ -143,6 +143,7 @@ def run_config(paths: dict[str, Path], model: nn.Module, shape: tuple[int, int, 
                                        precision_requested="fp32" if v == "fp32" else "int8") for v in VARIANTS[:-1]]
     runners.append(TorchRunner(model, name="eager", threads=threads))
     x = random_batch(shape, batch, seed=0)
+    load_before = load_average()
     for r in runners:
         r.activate()
     try:
@@ -164,13 +165,19 @@ def run_config(paths: dict[str, Path], model: nn.Module, shape: tuple[int, int, 
         s = speedup(samples[base], samples[cand], seed=0)
         ratios.append({"baseline": base, "candidate": cand, "ratio": s.ratio, "ci95": [s.ci_low, s.ci_high],
                        "trustworthy": s.trustworthy, "warning": s.warning})
-    return {"batch": batch, "threads": threads, "iters": iters, "round_iters": round_iters, "stats": stats,
+    return {"batch": batch, "threads": threads, "iters": iters, "round_iters": round_iters,
+            "load_average": {"before": load_before, "after": load_average()}, "stats": stats,
             "precision_ran": ran, "placement": placement, "speedups": ratios,
             "samples_ms": {v: [round(float(t), 4) for t in samples[v]] for v in VARIANTS}}
 
 
 def _ratio(config: dict[str, Any], base: str, cand: str) -> dict[str, Any]:
     return next(s for s in config["speedups"] if s["baseline"] == base and s["candidate"] == cand)
+
+
+def _load(config: dict[str, Any]) -> str:
+    before, after = config["load_average"]["before"], config["load_average"]["after"]
+    return "?" if not before or not after else f"{before[0]:.1f}→{after[0]:.1f}"
 
 
 def _fmt_ratio(s: dict[str, Any]) -> str:
@@ -186,18 +193,19 @@ def render_markdown(doc: dict[str, Any]) -> str:
            f"onnxruntime {env['versions']['onnxruntime']}, torch {env['versions']['torch']}, "
            f"Python {env['python']}, sqakd-edge {env['git_commit'] or 'unknown commit'}.", "",
            "Median latency per batch in ms; speed-up = ratio of medians with a bootstrap 95% CI "
-           "(⚠: not trustworthy by the bench's rule: < 20 iterations or CI wider than 20% of the ratio).",
+           "(⚠: not trustworthy by the bench's rule: < 20 iterations or CI wider than 20% of the ratio). "
+           "`load` is the 1-minute load average before→after the configuration (other work on the machine).",
            "Variants: " + "; ".join(f"**{k}** = {v}" for k, v in DESCRIPTIONS.items()) + ".", "",
            f"INT8 graphs: {doc['int8_graphs']}", ""]
     for model in doc["models"]:
         out += [f"## {model['name']} ({model['input']})", "", f"Model: {model['source']}.", ""]
-        out += ["| batch | threads | iters | fp32 ms | int8-trt ms (× fp32) | int8-ort ms (× fp32) | "
+        out += ["| batch | threads | iters | load | fp32 ms | int8-trt ms (× fp32) | int8-ort ms (× fp32) | "
                 "ort-qs ms (× fp32) | eager ms | int8-ort × ort-qs | int8-ort × eager |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
         for c in model["configs"]:
             med = {v: c["stats"][v]["median_ms"] for v in VARIANTS}
             out.append(
-                f"| {c['batch']} | {c['threads']} | {c['iters']} | {med['fp32']:.2f} | "
+                f"| {c['batch']} | {c['threads']} | {c['iters']} | {_load(c)} | {med['fp32']:.2f} | "
                 f"{med['int8-trt']:.2f} ({_fmt_ratio(_ratio(c, 'fp32', 'int8-trt'))}) | "
                 f"{med['int8-ort']:.2f} ({_fmt_ratio(_ratio(c, 'fp32', 'int8-ort'))}) | "
                 f"{med['ort-qs']:.2f} ({_fmt_ratio(_ratio(c, 'fp32', 'ort-qs'))}) | {med['eager']:.2f} | "

@@ -100,6 +100,14 @@ def git_state(start: Path | None = None) -> dict[str, Any]:
     }
 
 
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (other work competing for the CPU), None where unknown."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
 def collect_environment(threads: int) -> dict[str, Any]:
     """The environment block for a result file.
 
@@ -124,4 +132,5 @@ def collect_environment(threads: int) -> dict[str, Any]:
         "git_commit": git["commit"],
         "git_dirty": git["dirty"],
         "threads": threads,
+        "load_average": load_average(),
     }

@@ -117,6 +117,8 @@ def render_markdown(doc: dict[str, Any], plot_file: str | None = "latency.png") 
         f"{settings['round_iters']} iterations alternating between models; seed {settings['seed']}.",
         f"- CPU: {cpu.get('model')} ({cpu.get('architecture')}), {cpu.get('physical_cores')} physical / "
         f"{cpu.get('logical_cores')} logical cores; ISA: {flags}.",
+        f"- Load average (1/5/15 min) at the end: {env.get('load_average') or 'unknown'} on "
+        f"{cpu.get('logical_cores')} logical cores.",
         f"- OS: {env['os']}; Python {env['python']}; "
         + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v) + ".",
         f"- sqakd-edge commit: {env.get('git_commit') or 'unknown (not a git checkout)'}"

@@ -57,6 +57,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "environment.versions": ((dict,), "sqakd_edge, numpy, onnxruntime, onnx, torch (null if absent)"),
     "environment.git_commit": (_OPT_STR, "commit of the sqakd-edge checkout, null when installed"),
     "environment.threads": ((int,), "threads used"),
+    "environment.load_average": ((list, type(None)), "1/5/15-minute load average when the run finished"),
     "device": (_OPT_DICT, "null for a local run; filled by a device run (GPU, TensorRT, power mode, ...)"),
     "models": ((list,), "one entry per model that ran (graph x runtime x precision)"),
     "models[].name": ((str,), "key: `fp32`, `int8`, `eager` (a device may add e.g. `fp16`)"),

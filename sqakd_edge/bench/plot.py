@@ -51,17 +51,19 @@ def render_png(doc: dict[str, Any]) -> bytes:
             ax_box.scatter(i + jitter, np.minimum(values, top), s=6, alpha=0.4, color=colours[r["name"]], linewidths=0)
         ax_box.set_xticks(range(1, len(results) + 1),
                           [f"{r['label']}\nmedian {r['latency_ms']['median']:.3g} ms" for r in results], fontsize=8)
+        # Stalls of another order of magnitude (a busy machine) would crush the boxes: use a log axis then.
+        scale = "log" if top / bottom > 8 else "linear"
+        ax_box.set_yscale(scale)
         ax_box.set_ylim(bottom, top)
-        ax_box.set_ylabel("latency per batch (ms)")
-        ax_box.set_title(f"batch {batch}: per-iteration latency")
+        ax_box.set_ylabel("latency per batch (ms)" + (", log scale" if scale == "log" else ""))
+        beyond = f" ({hidden} above the axis, drawn at its top)" if hidden else ""
+        ax_box.set_title(f"batch {batch}: per-iteration latency{beyond}", fontsize=10)
         ax_box.grid(axis="y", alpha=0.3)
-        if hidden:
-            ax_box.text(0.01, 0.98, f"{hidden} iteration(s) above the axis", transform=ax_box.transAxes, fontsize=7,
-                        va="top")
 
         for r, values in zip(results, samples, strict=True):
             ax_series.plot(np.arange(1, len(values) + 1), np.minimum(values, top), ".", ms=3, alpha=0.6,
                            color=colours[r["name"]], label=r["label"])
+        ax_series.set_yscale(scale)
         ax_series.set_ylim(bottom, top)
         ax_series.set_xlabel("timed iteration of each model (run order)")
         ax_series.set_ylabel("ms")

@@ -5,6 +5,13 @@ preparing inputs, statistics, speed-ups, the results file, report and plot — a
 that differs to a *backend*: take the graphs, the settings and the inputs, return per-iteration
 latencies. A remote backend (TensorRT on a Jetson over SSH) implements the same :class:`Backend`
 protocol and returns the same :class:`Measurement` records, plus a ``device`` block.
+
+The CLI finds a remote backend through ``sqakd_edge.bench.remote.make_backend(device=NAME,
+host=USER@HOST or None, setup=bool) -> Backend``; its ``name`` becomes ``settings.device`` in the
+results. A remote backend ships ``job.bundle.graphs[...].path`` and ``job.inputs`` (one float32
+batch per batch size), sets ``precision_ran`` from what the engine really ran, returns
+``comparisons`` such as ``[("fp32", "fp16"), ("fp32", "int8")]``, and puts per-layer precision
+counts in ``Measurement.info`` and GPU-compute series in ``Measurement.extra_samples_ms``.
 """
 
 from __future__ import annotations

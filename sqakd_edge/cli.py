@@ -236,6 +236,16 @@ def _bench_command_line(export_dir: Path, params: dict[str, Any]) -> list[str]:
               help="where to run: 'local' (ONNX Runtime and PyTorch on this machine) or a device name.")
 @click.option("--host", default=None, help="USER@HOST (or an ~/.ssh/config alias) of a remote device.")
 @click.option("--setup", is_flag=True, help="remote only: set the device's maximum power mode first (needs sudo).")
+@click.option("--inventory", default=None,
+              help="remote only: device inventory file (format: deploy/inventory.example.json).")
+@click.option("--port", type=int, default=None, help="remote only: SSH port.")
+@click.option("--identity", default=None, help="remote only: SSH private key file.")
+@click.option("--known-hosts", default=None, help="remote only: known_hosts file to check the device's key against.")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="remote only: accept an unknown host key on first contact (a changed key is still refused).")
+@click.option("--remote-python", default=None, help="remote only: the device's Python.  [default: python3]")
+@click.option("--docker", "docker_image", default=None, help="remote only: run the device program in this image.")
+@click.option("--tegrastats", is_flag=True, help="remote only: sample board power while timing.")
 @click.option("--batch", default="1", show_default=True, help="batch sizes, comma-separated, e.g. 1,32.")
 @click.option("--threads", type=int, default=None, help="intra-op CPU threads.  [default: one per logical CPU]")
 @click.option("--warmup", type=int, default=10, show_default=True,
@@ -253,7 +263,9 @@ def _bench_command_line(export_dir: Path, params: dict[str, Any]) -> list[str]:
               help="folder for results.json, report.md, latency.png.  [default: EXPORT_DIR/bench]")
 @click.option("--no-plot", is_flag=True, help="skip latency.png.")
 @click.option("--quiet", is_flag=True, help="no progress bar and no console table.")
-def bench(export_dir: Path, device: str, host: str | None, setup: bool, batch: str, threads: int | None, warmup: int,
+def bench(export_dir: Path, device: str, host: str | None, setup: bool, inventory: str | None, port: int | None,
+          identity: str | None, known_hosts: str | None, accept_new_host_key: bool, remote_python: str | None,
+          docker_image: str | None, tegrastats: bool, batch: str, threads: int | None, warmup: int,
           iters: int | None, duration: float | None, round_iters: int, graphs: str | None, data: str | None,
           data_limit: int | None, seed: int, out: Path | None, no_plot: bool, quiet: bool) -> None:
     """Benchmark an export's FP32 and INT8 graphs (and the PyTorch model) with honest statistics.
@@ -287,9 +299,18 @@ def bench(export_dir: Path, device: str, host: str | None, setup: bool, batch: s
             raise ConfigError(f"--device {device}: remote benchmarking is not part of this sqakd-edge; "
                               "use --device local") from None
         # The device path's hook: make_backend(...) returns a bench.backend.Backend.
-        backend = remote.make_backend(device=device, host=host, setup=setup)
-    elif host is not None or setup:
-        raise ConfigError("--host and --setup are for a remote --device; drop them for --device local")
+        backend = remote.make_backend(device=device, host=host, setup=setup, inventory=inventory, port=port,
+                                      identity_file=identity, known_hosts_file=known_hosts,
+                                      accept_new_host_key=accept_new_host_key, remote_python=remote_python,
+                                      docker_image=docker_image, tegrastats=tegrastats)
+    else:
+        remote_only = {"--host": host, "--setup": setup, "--inventory": inventory, "--port": port,
+                       "--identity": identity, "--known-hosts": known_hosts,
+                       "--accept-new-host-key": accept_new_host_key, "--remote-python": remote_python,
+                       "--docker": docker_image, "--tegrastats": tegrastats}
+        given = [flag for flag, value in remote_only.items() if value not in (None, False)]
+        if given:
+            raise ConfigError(f"{', '.join(given)} are for a remote --device; drop them for --device local")
     result = run_bench(export_dir, config, out=out, backend=backend, command=_bench_command_line(export_dir, params),
                        show_progress=False if quiet else None, plot=not no_plot)
     if not quiet:

@@ -23,11 +23,14 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/vermin -q -t=3.6- --violations jetson/
+	HADOLINT=$(VENV)/bin/hadolint scripts/lint-dockerfiles
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy sqakd_edge
 
 pytest: $(STAMP)
+	bash scripts/ensure-sshd
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -8,12 +8,13 @@ A :class:`~sqakd_edge.errors.SqakdEdgeError` becomes one line on stderr and exit
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from . import __version__
-from .errors import SqakdEdgeError
+from .errors import ConfigError, SqakdEdgeError
 
 
 class _Group(click.Group):
@@ -34,7 +35,7 @@ class _Group(click.Group):
                                           "terminal_width": 110})
 @click.version_option(__version__, prog_name="sqakd-edge")
 def main() -> None:
-    r"""SQAKD: label-free quantization-aware distillation, from training to an edge device.
+    """SQAKD: label-free quantization-aware distillation, from training to an edge device.
 
     \b
     Flow:  train (--fp teacher, then SQAKD student) -> export --int8 -> bench
@@ -152,6 +153,32 @@ def _print_fit_summary(result: Any) -> None:
                    "for selection under sqakd")
 
 
+@main.command()
+@click.option("--out", default="runs/demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--data", default="embedded", show_default=True, help="Dataset spec (see 'train --help').")
+@click.option("--model", default="resnet20", show_default=True)
+@click.option("--quantizer", default="lsq", show_default=True)
+@click.option("--backward", type=click.Choice(["ste", "ewgs"]), default="ste", show_default=True)
+@click.option("--wbits", type=int, default=4, show_default=True)
+@click.option("--abits", type=int, default=4, show_default=True)
+@click.option("--teacher-epochs", type=int, help="Override the demo-fp recipe's epochs.")
+@click.option("--student-epochs", type=int, help="Override the demo recipe's epochs.")
+@click.option("--force", is_flag=True, help="Replace an earlier demo in --out.")
+@click.option("--no-progress", is_flag=True)
+def demo(out: str, data: str, model: str, quantizer: str, backward: str, wbits: int, abits: int,
+         teacher_epochs: int | None, student_epochs: int | None, force: bool, no_progress: bool) -> None:
+    """Teacher -> SQAKD student -> INT8 export -> bench, on the embedded data (about 10 minutes on 2 cores)."""
+    from .config import QuantConfig
+    from .demo import format_summary, run_demo
+
+    quant = QuantConfig(quantizer=quantizer, backward=backward, wbits=wbits, abits=abits)
+    result = run_demo(out, data=data, model=model, quant=quant, teacher_epochs=teacher_epochs,
+                      student_epochs=student_epochs, force=force, progress=not no_progress, log=click.echo)
+    click.echo("")
+    click.echo(format_summary(result))
+    click.echo(f"outputs: {result.out_dir} (summary.json)")
+
+
 # ---------------------------------------------------------------------------------------------
 # export / check (issue: export --int8)
 # ---------------------------------------------------------------------------------------------
@@ -231,6 +258,130 @@ def check(model: str, target: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+@main.command("build")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True,
+              help="int8 needs the QDQ graph (model.int8.onnx) and a GPU with fast INT8 (not the Jetson Nano).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="engine file.  [default: MODEL with suffix .PRECISION.engine]")
+@click.option("--batch", type=int, default=1, show_default=True, help="batch size the engine is optimised for.")
+@click.option("--workspace-mib", type=int, default=256, show_default=True, help="TensorRT builder workspace limit.")
+@click.option("--timing-cache", type=click.Path(path_type=Path), default=None,
+              help="timing-cache file to reuse and update (faster rebuilds).")
+def build(model: Path, precision: str, out: Path | None, batch: int, workspace_mib: int,
+          timing_cache: Path | None) -> None:
+    """Build a TensorRT engine from an exported ONNX graph, on the machine that will run it.
+
+    Engines are tied to the GPU and the TensorRT version, so run this on the target (e.g. a Jetson), or let
+    'sqakd-edge bench --device ...' build them there for you.
+
+    Example: sqakd-edge build export/model.fp32.onnx --precision fp16
+    """
+    from .engine.build import build_engine
+
+    built = build_engine(model, precision, out, batch=batch, workspace_mib=workspace_mib, timing_cache=timing_cache)
+    click.echo(f"wrote {built.path} ({built.bytes} bytes, TensorRT {built.info['tensorrt']}, {precision})")
+
+
 # ---------------------------------------------------------------------------------------------
 # bench (issues: bench on this machine; on the device)
 # ---------------------------------------------------------------------------------------------
+
+
+def _bench_command_line(export_dir: Path, params: dict[str, Any]) -> list[str]:
+    """The command as run, rebuilt from the parsed flags (recorded in results.json)."""
+    line = ["sqakd-edge", "bench", str(export_dir)]
+    for name, value in params.items():
+        if name == "export_dir" or value is None or value is False:
+            continue
+        flag = "--" + name.replace("_", "-")
+        line += [flag] if value is True else [flag, str(value)]
+    return line
+
+
+@main.command("bench")
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("--device", default="local", show_default=True,
+              help="where to run: 'local' (ONNX Runtime and PyTorch on this machine) or a device name.")
+@click.option("--host", default=None, help="USER@HOST (or an ~/.ssh/config alias) of a remote device.")
+@click.option("--setup", is_flag=True, help="remote only: set the device's maximum power mode first (needs sudo).")
+@click.option("--inventory", default=None,
+              help="remote only: device inventory file (format: deploy/inventory.example.json).")
+@click.option("--port", type=int, default=None, help="remote only: SSH port.")
+@click.option("--identity", default=None, help="remote only: SSH private key file.")
+@click.option("--known-hosts", default=None, help="remote only: known_hosts file to check the device's key against.")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="remote only: accept an unknown host key on first contact (a changed key is still refused).")
+@click.option("--remote-python", default=None, help="remote only: the device's Python.  [default: python3]")
+@click.option("--docker", "docker_image", default=None, help="remote only: run the device program in this image.")
+@click.option("--tegrastats", is_flag=True, help="remote only: sample board power while timing.")
+@click.option("--batch", default="1", show_default=True, help="batch sizes, comma-separated, e.g. 1,32.")
+@click.option("--threads", type=int, default=None, help="intra-op CPU threads.  [default: one per logical CPU]")
+@click.option("--warmup", type=int, default=10, show_default=True,
+              help="untimed warm-up ITERATIONS per model and batch size.")
+@click.option("--iters", type=int, default=None, help="timed ITERATIONS per model and batch size.  [default: 100]")
+@click.option("--duration", type=float, default=None,
+              help="instead of --iters: SECONDS of timed rounds per batch size, shared by all models.")
+@click.option("--round-iters", type=int, default=10, show_default=True,
+              help="iterations a model runs before the next takes its turn (rounds alternate to cancel drift).")
+@click.option("--graphs", default=None, help="which to run, comma-separated: fp32,int8,eager.  [default: all at hand]")
+@click.option("--data", default=None, help="dataset spec (e.g. 'embedded'): real inputs and top-1 per model.")
+@click.option("--data-limit", type=int, default=None, help="use at most this many test images for accuracy.")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of random inputs and the bootstrap.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="folder for results.json, report.md, latency.png.  [default: EXPORT_DIR/bench]")
+@click.option("--no-plot", is_flag=True, help="skip latency.png.")
+@click.option("--quiet", is_flag=True, help="no progress bar and no console table.")
+def bench(export_dir: Path, device: str, host: str | None, setup: bool, inventory: str | None, port: int | None,
+          identity: str | None, known_hosts: str | None, accept_new_host_key: bool, remote_python: str | None,
+          docker_image: str | None, tegrastats: bool, batch: str, threads: int | None, warmup: int,
+          iters: int | None, duration: float | None, round_iters: int, graphs: str | None, data: str | None,
+          data_limit: int | None, seed: int, out: Path | None, no_plot: bool, quiet: bool) -> None:
+    """Benchmark an export's FP32 and INT8 graphs (and the PyTorch model) with honest statistics.
+
+    Writes results.json, report.md and latency.png and prints a table; the speed-up is the ratio of
+    median latencies with a bootstrap 95% confidence interval.
+
+    Example: sqakd-edge bench runs/demo/export --batch 1,32 --threads 2 --data embedded
+    """
+    from .bench.api import run_bench
+    from .bench.report import render_console
+    from .bench.settings import BenchConfig, parse_batches
+
+    params = click.get_current_context().params
+    config = BenchConfig(
+        batches=parse_batches(batch), threads=threads, warmup_iters=warmup,
+        iters=iters if iters is not None or duration is not None else 100, duration_s=duration,
+        round_iters=round_iters, seed=seed,
+        graphs=tuple(g.strip() for g in graphs.split(",") if g.strip()) if graphs is not None else None,
+        data=data, data_limit=data_limit,
+    )
+    backend = None
+    if device != "local":
+        import importlib
+
+        try:
+            remote = importlib.import_module("sqakd_edge.bench.remote")
+        except ModuleNotFoundError as exc:
+            if exc.name != "sqakd_edge.bench.remote":
+                raise
+            raise ConfigError(f"--device {device}: remote benchmarking is not part of this sqakd-edge; "
+                              "use --device local") from None
+        # The device path's hook: make_backend(...) returns a bench.backend.Backend.
+        backend = remote.make_backend(device=device, host=host, setup=setup, inventory=inventory, port=port,
+                                      identity_file=identity, known_hosts_file=known_hosts,
+                                      accept_new_host_key=accept_new_host_key, remote_python=remote_python,
+                                      docker_image=docker_image, tegrastats=tegrastats)
+    else:
+        remote_only = {"--host": host, "--setup": setup, "--inventory": inventory, "--port": port,
+                       "--identity": identity, "--known-hosts": known_hosts,
+                       "--accept-new-host-key": accept_new_host_key, "--remote-python": remote_python,
+                       "--docker": docker_image, "--tegrastats": tegrastats}
+        given = [flag for flag, value in remote_only.items() if value not in (None, False)]
+        if given:
+            raise ConfigError(f"{', '.join(given)} are for a remote --device; drop them for --device local")
+    result = run_bench(export_dir, config, out=out, backend=backend, command=_bench_command_line(export_dir, params),
+                       show_progress=False if quiet else None, plot=not no_plot)
+    if not quiet:
+        click.echo(render_console(result.document))
+    click.echo(f"wrote {', '.join(str(p) for p in result.files)}")

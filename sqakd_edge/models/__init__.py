@@ -4,7 +4,7 @@ Importing this package registers every family; add a family by adding a module t
 :func:`register` and importing it here.
 """
 
-from . import cifar_resnet  # noqa: F401  (registers its models)
+from . import cifar_resnet, cifar_vgg, tinyimagenet  # noqa: F401  (register their models)
 from .registry import ModelSpec, create_model, list_models, model_spec, register
 
 __all__ = ["ModelSpec", "create_model", "list_models", "model_spec", "register"]

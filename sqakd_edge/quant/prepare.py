@@ -50,6 +50,8 @@ def prepare_qat(model: nn.Module, config: QuantConfig) -> nn.Module:
     if any(isinstance(m, QuantLayer) for m in model.modules()):
         raise ConfigError("the model already holds quant layers; pass the float model to prepare_qat")
     student = copy.deepcopy(model)
+    for p in student.parameters():  # a frozen teacher must not give a student with frozen layers
+        p.requires_grad_(True)
     for name in layers_to_quantize(student, config):
         parent_name, _, attr = name.rpartition(".")
         parent = student.get_submodule(parent_name) if parent_name else student

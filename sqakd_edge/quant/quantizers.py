@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .grid import IntegerGrid, LevelMap, NotDeployable, signed_map, unsigned_map
-from .rounding import round_ewgs, scale_grad
+from .rounding import fake_quant, round_ewgs, scale_grad
 
 _EPS = 1e-8
 
@@ -89,6 +89,16 @@ class Quantizer(nn.Module):
         """Continuous q-units -> rounded integer q (as floats)."""
         return level_map.to_q(self._round(level_map.to_levels(q_continuous)))
 
+    def _scaled(self, x: torch.Tensor, scale: torch.Tensor, level_map: LevelMap) -> torch.Tensor:
+        """``scale * q(x / scale)``: one fused autograd node, or op by op while capturing levels.
+
+        The EWGS Hessian estimate needs the rounded levels as graph nodes, and second derivatives.
+        """
+        if self.capture_levels:
+            return self._apply_map(x / scale, level_map) * scale
+        m = level_map
+        return fake_quant(x, scale, self.delta, self.backward_kind == "ewgs", m.a, m.c, m.kmin, m.kmax)
+
     def initialize(self, x: torch.Tensor) -> None:
         """Set data-dependent parameters from the first input (no-op by default)."""
 
@@ -154,8 +164,7 @@ class PACTActivation(_ActQuantizer):
         return self.alpha.abs().clamp_min(_EPS) / self.level_map().qmax
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self._scale()
-        return self._apply_map(x / scale, self.level_map()) * scale
+        return self._scaled(x, self._scale(), self.level_map())
 
     def grid(self, weight: torch.Tensor | None = None) -> IntegerGrid:
         m = self.level_map()
@@ -180,7 +189,7 @@ class LSQActivation(_ActQuantizer):
         m = self.level_map()
         features = x[0].numel() if x.dim() > 1 else x.numel()
         step = scale_grad(self.step.abs().clamp_min(_EPS), 1.0 / math.sqrt(features * max(m.qmax, 1)))
-        return self._apply_map(x / step, m) * step
+        return self._scaled(x, step, m)
 
     def grid(self, weight: torch.Tensor | None = None) -> IntegerGrid:
         m = self.level_map()
@@ -192,7 +201,7 @@ class DoReFaActivation(_ActQuantizer):
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         m = self.level_map()
-        return self._apply_map(x * m.qmax, m) / m.qmax
+        return self._scaled(x, x.new_tensor(1.0 / m.qmax), m)
 
     def grid(self, weight: torch.Tensor | None = None) -> IntegerGrid:
         m = self.level_map()
@@ -225,8 +234,9 @@ class IntervalActivation(_ActQuantizer):
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         m = self.level_map()
         if self._symmetric():
-            scale = self.upper.abs().clamp_min(_EPS) / m.qmax
-            return self._apply_map(x / scale, m) * scale
+            return self._scaled(x, self.upper.abs().clamp_min(_EPS) / m.qmax, m)
+        if self.deployable:  # unsigned, lower bound fixed at 0: the grid is upper/qmax * [0, qmax]
+            return self._scaled(x, self.upper.clamp_min(_EPS) / m.qmax, m)
         width = (self.upper - self.lower).clamp_min(_EPS)
         normalised = ((x - self.lower) / width).clamp(0, 1)
         levels = self._round(normalised * (m.levels - 1))
@@ -239,7 +249,7 @@ class IntervalActivation(_ActQuantizer):
         lower = float(self.lower.detach())
         if lower != 0.0:
             raise NotDeployable(
-                f"interval activation range [{lower:.4g}, {float(self.upper):.4g}] has a non-zero lower bound "
+                f"interval activation range [{lower:.4g}, {float(self.upper.detach()):.4g}] has a non-zero lower bound "
                 "(an affine grid); symmetric INT8 needs zero-point 0"
             )
         width = float((self.upper - self.lower).detach().clamp_min(_EPS))
@@ -298,8 +308,7 @@ class LSQWeight(_WeightQuantizer):
         m = self.level_map()
         per_scale = x[0].numel() if self.per_channel else x.numel()
         step = scale_grad(self.step.abs().clamp_min(_EPS), 1.0 / math.sqrt(per_scale * max(m.qmax, 1)))
-        step = _per_channel(step, x)
-        return self._apply_map(x / step, m) * step
+        return self._scaled(x, _per_channel(step, x), m)
 
     def grid(self, weight: torch.Tensor | None = None) -> IntegerGrid:
         return self._grid(self.step.abs())

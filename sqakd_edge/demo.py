@@ -1,0 +1,106 @@
+"""``sqakd-edge demo``: the whole flow on the embedded Fashion-MNIST subset, on a laptop CPU.
+
+teacher (float, labels) -> SQAKD student (no labels) -> export (INT8 QDQ ONNX + parity) -> bench
+(ONNX Runtime, INT8 vs FP32) -> one summary table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import QuantConfig
+from .train.recipes import get_recipe
+
+
+@dataclass
+class DemoResult:
+    """Paths and numbers of a demo run."""
+
+    out_dir: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+    bench: dict[str, Any] = field(default_factory=dict)
+
+
+def model_size_bytes(model: Any) -> int:
+    """Storage of the weights at their deployed precision: quantized layers at their weight bits, the rest FP32."""
+    from .quant import iter_quant_layers
+
+    quantized = {id(layer.weight): layer.weight_quantizer.bits for _, layer in iter_quant_layers(model)}
+    bits = sum(p.numel() * quantized.get(id(p), 32) for name, p in model.named_parameters()
+               if "quantizer." not in name)  # quantizer ranges are a handful of scalars per layer
+    return (bits + 7) // 8
+
+
+def run_demo(out_dir: str | Path, *, data: str = "embedded", model: str = "resnet20", quant: QuantConfig | None = None,
+             teacher_epochs: int | None = None, student_epochs: int | None = None, force: bool = False,
+             progress: bool = True, log: Callable[[str], None] = print) -> DemoResult:
+    """Train a teacher and an SQAKD student, export and benchmark them, and summarise.
+
+    Args:
+        out_dir: folder for ``teacher/``, ``student/``, ``export/``, ``export/bench`` and ``summary.json``.
+        data: dataset spec (default: the embedded Fashion-MNIST subset).
+        model: architecture.
+        quant: the student's quantization (default: LSQ W4A4, deployable grids).
+        teacher_epochs: override the ``demo-fp`` recipe's epochs.
+        student_epochs: override the ``demo`` recipe's epochs.
+        force: replace an earlier demo in ``out_dir``.
+        progress: progress bars.
+        log: one-line messages.
+
+    Returns:
+        A :class:`DemoResult`.
+    """
+    from .train import load_checkpoint, train_student, train_teacher
+    from .train.checkpoint import build_model_from_checkpoint
+
+    out = Path(out_dir)
+    quant = quant or QuantConfig(quantizer="lsq", backward="ste", wbits=4, abits=4)
+    result = DemoResult(out)
+
+    log("[1/4] float teacher (labels)")
+    start = time.perf_counter()
+    t_cfg = get_recipe("demo-fp").apply(epochs=teacher_epochs)
+    teacher = train_teacher(data, out / "teacher", t_cfg, model=model, force=force, progress=progress, log=log)
+    result.seconds["teacher"] = time.perf_counter() - start
+
+    log(f"[2/4] SQAKD student {quant.tag} (no labels: KL to the teacher only)")
+    start = time.perf_counter()
+    s_cfg = get_recipe("demo").apply(epochs=student_epochs, method="sqakd")
+    student = train_student(data, out / "student", s_cfg, quant, teacher_path=teacher.best_path, force=force,
+                            progress=progress, log=log)
+    result.seconds["student"] = time.perf_counter() - start
+
+    for label, fit_result in (("FP32 teacher", teacher), (f"{quant.tag} student (SQAKD)", student)):
+        ckpt = load_checkpoint(fit_result.best_path)
+        row = next(r for r in ckpt["history"] if r["epoch"] == ckpt["best"]["epoch"])
+        result.rows.append({"model": label, "test_acc": row.get("test_acc"),
+                            "size_bytes": model_size_bytes(build_model_from_checkpoint(ckpt)),
+                            "checkpoint": str(fit_result.best_path)})
+    _write_summary(result)
+    return result
+
+
+def _write_summary(result: DemoResult) -> None:
+    from .train.checkpoint import atomic_write_bytes
+
+    doc = {"rows": result.rows, "seconds": result.seconds, "parity": result.parity, "bench": result.bench}
+    text = json.dumps(doc, indent=2)
+    atomic_write_bytes(result.out_dir / "summary.json", lambda f: f.write(text.encode()))
+
+
+def format_summary(result: DemoResult) -> str:
+    """The demo's final table."""
+    lines = [f"{'model':<34} {'test acc':>9} {'weights':>10}", "-" * 55]
+    for row in result.rows:
+        acc = f"{row['test_acc'] * 100:.2f}%" if row.get("test_acc") is not None else "n/a"
+        lines.append(f"{row['model']:<34} {acc:>9} {row['size_bytes'] / 1024:>8.1f} KB")
+    total = sum(result.seconds.values())
+    lines.append(f"time: {total:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items()) + ")")
+    return "\n".join(lines)

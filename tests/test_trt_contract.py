@@ -1,0 +1,589 @@
+"""Contract tests: the device program's TensorRT code against recorded stand-ins of TensorRT 8.2, 8.5 and 10.x.
+
+What these prove: for each TensorRT version, the builder and runner call only the Python API that version
+documents (NVIDIA's Python API references for 8.2.1, 8.5.3 and 10.x, and the 8.x -> 10.x migration guide),
+and take the right branch: workspace via ``max_workspace_size`` (8.2) or ``set_memory_pool_limit`` (>= 8.4);
+EXPLICIT_BATCH on 8.x and no flag on 10.x; ``build_serialized_network`` (never ``build_engine``); binding
+indices + ``execute_async_v2`` before 8.5 and tensor names + ``execute_async_v3`` from 8.5; the inspector's
+``context`` (8.x) vs ``execution_context`` (10.x); and the Nano rule on a GPU without fast INT8.
+
+What they do NOT prove: that a real engine builds, runs or is fast on a device. The stand-ins execute
+nothing; they only record calls and refuse attributes a version does not have (as pybind11 objects do).
+The INT8 refusal text on a no-INT8 GPU is the one FACTS.md records for the Jetson Nano.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jetson import cuda_mem, trt_bench, trt_engine
+
+pytestmark = [pytest.mark.contract, pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript")]
+
+NANO_INT8_ERROR = "Networks with QuantizeLayer/DequantizeLayer layers require hardware with Int8 support"
+
+
+class Recorder:
+    """Shared call log of one stand-in module."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def names(self) -> list[str]:
+        return [c[0] for c in self.calls]
+
+
+class Strict:
+    """Refuses to set attributes the recorded version does not have (pybind11 objects raise too)."""
+
+    _settable: frozenset = frozenset()
+
+    def __setattr__(self, name, value):
+        if not name.startswith("_") and name not in self._settable:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r} in this TensorRT version")
+        if not name.startswith("_"):
+            self._rec.calls.append((f"{type(self).__name__}.{name}=", value))
+        object.__setattr__(self, name, value)
+
+
+def _enum(name, **members):
+    cls = type(name, (), {})
+    for key, value in members.items():
+        setattr(cls, key, _EnumValue(name, key, value))
+    return cls
+
+
+class _EnumValue:
+    def __init__(self, owner, name, value):
+        self.owner, self.name, self.value = owner, name, value
+
+    def __int__(self):
+        return self.value
+
+    def __repr__(self):
+        return f"{self.owner}.{self.name}"
+
+
+def make_tensorrt(version: str, *, fast_int8: bool = True, input_shape=(-1, 1, 8, 8)) -> types.ModuleType:
+    """A stand-in ``tensorrt`` module with exactly the recorded API surface of ``version``."""
+    major, minor = (int(p) for p in version.split(".")[:2])
+    v = (major, minor)
+    rec = Recorder()
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    trt._rec = rec
+
+    trt.BuilderFlag = _enum("BuilderFlag", FP16=0, INT8=1)
+    trt.NetworkDefinitionCreationFlag = _enum("NetworkDefinitionCreationFlag", EXPLICIT_BATCH=0)
+    trt.ProfilingVerbosity = _enum("ProfilingVerbosity", LAYER_NAMES_ONLY=0, NONE=1, DETAILED=2)
+    trt.LayerInformationFormat = _enum("LayerInformationFormat", ONELINE=0, JSON=1)
+    trt.DataType = _enum("DataType", FLOAT=0, HALF=1, INT8=2)
+    if v >= (8, 4):
+        trt.MemoryPoolType = _enum("MemoryPoolType", WORKSPACE=0)
+    if v >= (8, 5):
+        trt.TensorIOMode = _enum("TensorIOMode", NONE=0, INPUT=1, OUTPUT=2)
+    trt.nptype = lambda dtype: np.float32
+
+    class ILogger:
+        def __init__(self):
+            pass
+
+    trt.ILogger = ILogger
+
+    # --- network, parser ---------------------------------------------------------------------------------
+    class Network:
+        def __init__(self, flags):
+            self.flags = flags
+            self.inputs = []
+
+        def get_input(self, i):
+            return self.inputs[i]
+
+    class OnnxParser:
+        num_errors = 0
+
+        def __init__(self, network, logger):
+            self.network, self.logger = network, logger
+
+        def parse(self, data):
+            rec.calls.append(("OnnxParser.parse", len(data)))
+            if not data.startswith(b"\x08"):  # every ONNX ModelProto starts with field 1 (ir_version)
+                self.num_errors = 1
+                return False
+            self.network.inputs.append(types.SimpleNamespace(name="input", shape=input_shape))
+            self.network.qdq = b"QuantizeLinear" in data
+            return True
+
+        def get_error(self, i):
+            return "In node 0: the stand-in parser saw bytes that are not an ONNX model"
+
+    trt.OnnxParser = OnnxParser
+
+    class TimingCache:
+        def __init__(self, blob):
+            self.blob = blob
+
+        def serialize(self):
+            return memoryview(b"timing-cache:" + bytes(self.blob[:8]))
+
+    config_attrs = {"profiling_verbosity"}
+    if v < (10, 0):
+        config_attrs.add("max_workspace_size")
+
+    class IBuilderConfig(Strict):
+        _settable = frozenset(config_attrs)
+
+        def __init__(self):
+            self._rec = rec
+            self._flags = set()
+            self._profiles = []
+            self._cache = None
+
+        def set_flag(self, flag):
+            rec.calls.append(("IBuilderConfig.set_flag", flag.name))
+            self._flags.add(flag.name)
+
+        def create_timing_cache(self, blob):
+            rec.calls.append(("IBuilderConfig.create_timing_cache", bytes(blob)))
+            return TimingCache(blob)
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            rec.calls.append(("IBuilderConfig.set_timing_cache", ignore_mismatch))
+            self._cache = cache
+            return True
+
+        def get_timing_cache(self):
+            return self._cache
+
+        def add_optimization_profile(self, profile):
+            rec.calls.append(("IBuilderConfig.add_optimization_profile", dict(profile.shapes)))
+            self._profiles.append(profile)
+
+    if v >= (8, 4):
+        def set_memory_pool_limit(self, pool, size):
+            rec.calls.append(("IBuilderConfig.set_memory_pool_limit", pool.name, size))
+
+        IBuilderConfig.set_memory_pool_limit = set_memory_pool_limit
+
+    class Profile:
+        def __init__(self):
+            self.shapes = {}
+
+        def set_shape(self, name, lo, opt, hi):
+            self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+    class Builder:
+        def __init__(self, logger):
+            self.logger = logger
+            self.platform_has_fast_int8 = fast_int8
+            self.platform_has_fast_fp16 = True
+
+        def create_network(self, flags=0):
+            rec.calls.append(("Builder.create_network", flags))
+            return Network(flags)
+
+        def create_builder_config(self):
+            return IBuilderConfig()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            rec.calls.append(("Builder.build_serialized_network", sorted(config._flags)))
+            if getattr(network, "qdq", False) and not fast_int8:
+                self.logger.log(types.SimpleNamespace(name="ERROR"), NANO_INT8_ERROR)
+                return None
+            if "INT8" in config._flags:
+                precision = "int8"
+            elif "FP16" in config._flags:
+                precision = "fp16"
+            else:
+                precision = "fp32"
+            plan = {"precision": precision, "shape": list(network.inputs[0].shape)}
+            return memoryview(json.dumps(plan).encode())
+
+    if v < (10, 0):
+        def build_engine(self, network, config):  # present (deprecated) on 8.x, removed in 10
+            rec.calls.append(("Builder.build_engine",))
+
+        Builder.build_engine = build_engine
+    trt.Builder = Builder
+
+    # --- engine, context, inspector -----------------------------------------------------------------------
+    names = ["input", "logits"]
+
+    class IExecutionContext:
+        def __init__(self, plan):
+            self.plan = plan
+            self.shapes = {"input": None, "logits": None}
+
+        def execute_v2(self, bindings):  # everywhere
+            rec.calls.append(("IExecutionContext.execute_v2",))
+            return True
+
+    def _set_shape(ctx, name, shape):
+        ctx.shapes["input"] = tuple(shape)
+        ctx.shapes["logits"] = (shape[0], 10)
+
+    if v < (10, 0):
+        def set_binding_shape(self, index, shape):
+            rec.calls.append(("IExecutionContext.set_binding_shape", index, tuple(shape)))
+            _set_shape(self, names[index], shape)
+            return True
+
+        def get_binding_shape(self, index):
+            return self.shapes[names[index]]
+
+        def execute_async_v2(self, bindings, stream_handle):
+            rec.calls.append(("IExecutionContext.execute_async_v2", list(bindings), stream_handle))
+            return True
+
+        IExecutionContext.set_binding_shape = set_binding_shape
+        IExecutionContext.get_binding_shape = get_binding_shape
+        IExecutionContext.execute_async_v2 = execute_async_v2
+    if v >= (8, 5):
+        def set_input_shape(self, name, shape):
+            rec.calls.append(("IExecutionContext.set_input_shape", name, tuple(shape)))
+            _set_shape(self, name, shape)
+            return True
+
+        def get_tensor_shape(self, name):
+            return self.shapes[name]
+
+        def set_tensor_address(self, name, ptr):
+            rec.calls.append(("IExecutionContext.set_tensor_address", name, ptr))
+            return True
+
+        def execute_async_v3(self, stream_handle):
+            rec.calls.append(("IExecutionContext.execute_async_v3", stream_handle))
+            return True
+
+        for fn in (set_input_shape, get_tensor_shape, set_tensor_address, execute_async_v3):
+            setattr(IExecutionContext, fn.__name__, fn)
+
+    inspector_attr = "execution_context" if v >= (10, 0) else "context"
+
+    class EngineInspector(Strict):
+        _settable = frozenset({inspector_attr})
+
+        def __init__(self, plan):
+            self._rec = rec
+            self._plan = plan
+
+        def get_engine_information(self, fmt):
+            rec.calls.append(("EngineInspector.get_engine_information", fmt.name))
+            ctx = getattr(self, inspector_attr, None)
+            if ctx is None or ctx.shapes["input"] is None:
+                fmt_text = "N/A due to dynamic shapes"
+                conv = head = fmt_text
+            else:
+                conv = {"int8": "Thirty-two wide channel vectorized row major Int8 format",
+                        "fp16": "Channel major FP16 format where channel % 8 == 0",
+                        "fp32": "Row major linear FP32"}[self._plan["precision"]]
+                head = "Row major linear FP32" if self._plan["precision"] == "fp32" else "Half"
+            layers = [
+                {"Name": "Reformatting CopyNode for Input Tensor 0", "LayerType": "Reformat",
+                 "Inputs": [{"Format/Datatype": "Row major linear FP32"}], "Outputs": [{"Format/Datatype": conv}]},
+                {"Name": "conv1 + relu1", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": conv}],
+                 "Outputs": [{"Format/Datatype": conv}]},
+                {"Name": "conv2 + relu2", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": conv}],
+                 "Outputs": [{"Format/Datatype": conv}]},
+                {"Name": "gemm", "LayerType": "CaskGemm", "Inputs": [{"Format/Datatype": head}],
+                 "Outputs": [{"Format/Datatype": "Row major linear FP32"}]},
+            ]
+            return json.dumps({"Layers": layers, "Bindings": names})
+
+    # pybind11 exposes properties on the class, so hasattr() sees them before they are set
+    setattr(EngineInspector, inspector_attr, None)
+
+    class ICudaEngine:
+        def __init__(self, plan):
+            self.plan = plan
+
+        def create_execution_context(self):
+            return IExecutionContext(self.plan)
+
+        def create_engine_inspector(self):
+            return EngineInspector(self.plan)
+
+    if v < (10, 0):
+        ICudaEngine.num_bindings = 2
+        ICudaEngine.get_binding_name = lambda self, i: names[i]
+        ICudaEngine.binding_is_input = lambda self, i: i == 0
+        ICudaEngine.get_binding_dtype = lambda self, i: trt.DataType.FLOAT
+        ICudaEngine.get_binding_index = lambda self, name: names.index(name)
+    if v >= (8, 5):
+        ICudaEngine.num_io_tensors = 2
+        ICudaEngine.get_tensor_name = lambda self, i: names[i]
+        ICudaEngine.get_tensor_mode = lambda self, name: (
+            trt.TensorIOMode.INPUT if name == "input" else trt.TensorIOMode.OUTPUT)
+        ICudaEngine.get_tensor_dtype = lambda self, name: trt.DataType.FLOAT
+
+    class Runtime:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def deserialize_cuda_engine(self, data):
+            rec.calls.append(("Runtime.deserialize_cuda_engine", len(data)))
+            return ICudaEngine(json.loads(bytes(data)))
+
+    trt.Runtime = Runtime
+    return trt
+
+
+class FakeCuda:
+    """Stand-in CUDA backend: numpy host buffers, fake device pointers, events on a fake clock."""
+
+    stream_handle = 0xC0FFEE
+
+    def __init__(self) -> None:
+        self.next_ptr = 0x10000
+        self.clock = 0.0
+        self.copies: list[tuple] = []
+
+    def alloc(self, nbytes):
+        ptr = self.next_ptr
+        self.next_ptr += nbytes + 256
+        return ptr
+
+    def free(self, ptr):
+        pass
+
+    def host_empty(self, shape, dtype):
+        return np.zeros(shape, dtype)
+
+    def htod(self, ptr, array):
+        self.copies.append(("htod", ptr, array.nbytes))
+
+    def dtoh(self, array, ptr):
+        self.copies.append(("dtoh", ptr, array.nbytes))
+
+    def synchronize(self):
+        pass
+
+    def event(self):
+        return [0.0]
+
+    def record(self, event):
+        self.clock += 0.25
+        event[0] = self.clock
+
+    def elapsed_ms(self, start, end):
+        return end[0] - start[0]
+
+    def describe(self):
+        return {"backend": "stand-in", "gpu_name": "NVIDIA Tegra X1", "compute_capability": "5.3",
+                "cuda_runtime": "10.2", "cuda_driver": "10.2"}
+
+    def close(self):
+        pass
+
+
+ONNX_LIKE = b"\x08\x07" + b"graph bytes"
+QDQ_LIKE = b"\x08\x07" + b"... QuantizeLinear ... DequantizeLinear ..."
+VERSIONS = ["8.2.1.8", "8.5.2.2", "10.3.0"]
+
+
+# --- builder ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("precision,flags", [("fp32", []), ("fp16", ["FP16"]), ("int8", ["FP16", "INT8"])])
+def test_builder_takes_the_documented_branch(version, precision, flags, tmp_path):
+    trt = make_tensorrt(version)
+    timing = tmp_path / "timing.cache"
+    data, info = trt_engine.build_engine_bytes(trt, ONNX_LIKE, precision, batch=4, workspace_mib=64,
+                                               timing_cache_path=str(timing))
+    calls = trt._rec.calls
+    names = trt._rec.names()
+    assert "Builder.build_serialized_network" in names and "Builder.build_engine" not in names
+    assert ("Builder.build_serialized_network", flags) in calls
+    explicit = 1 << 0 if version.startswith("8.") else 0
+    assert ("Builder.create_network", explicit) in calls
+    if version.startswith("8.2"):
+        assert ("IBuilderConfig.max_workspace_size=", 64 << 20) in calls
+        assert info["workspace_api"] == "max_workspace_size"
+    else:
+        assert ("IBuilderConfig.set_memory_pool_limit", "WORKSPACE", 64 << 20) in calls
+        assert "IBuilderConfig.max_workspace_size=" not in names
+    assert ("IBuilderConfig.profiling_verbosity=", trt.ProfilingVerbosity.DETAILED) in calls
+    assert ("IBuilderConfig.add_optimization_profile", {"input": ((1, 1, 8, 8), (4, 1, 8, 8), (4, 1, 8, 8))}) in calls
+    assert ("IBuilderConfig.set_timing_cache", False) in calls
+    assert timing.read_bytes().startswith(b"timing-cache:")
+    assert json.loads(data)["precision"] == precision
+    assert info["input"] == {"name": "input", "shape": [4, 1, 8, 8]}
+
+
+def test_timing_cache_is_reloaded_on_the_next_build(tmp_path):
+    timing = tmp_path / "timing.cache"
+    trt_engine.build_engine_bytes(make_tensorrt("8.2.1"), ONNX_LIKE, "fp16", timing_cache_path=str(timing))
+    second = make_tensorrt("8.2.1")
+    _, info = trt_engine.build_engine_bytes(second, ONNX_LIKE, "fp16", timing_cache_path=str(timing))
+    assert info["timing_cache"] == "loaded"
+    assert ("IBuilderConfig.create_timing_cache", timing.read_bytes()) in second._rec.calls or any(
+        c[0] == "IBuilderConfig.create_timing_cache" and c[1].startswith(b"timing-cache:") for c in second._rec.calls)
+
+
+def test_the_stand_ins_refuse_what_a_version_lacks():
+    """Guards the guards: a wrong branch would fail loudly, not pass silently."""
+    cfg10 = make_tensorrt("10.3.0").Builder(None).create_builder_config()
+    with pytest.raises(AttributeError):
+        cfg10.max_workspace_size = 1
+    cfg82 = make_tensorrt("8.2.1").Builder(None).create_builder_config()
+    assert not hasattr(cfg82, "set_memory_pool_limit")
+    assert not hasattr(make_tensorrt("10.0.1").Builder(None), "build_engine")
+    ctx82 = make_tensorrt("8.2.1").Runtime(None).deserialize_cuda_engine(b'{"precision": "fp32"}')
+    assert not hasattr(ctx82.create_execution_context(), "execute_async_v3")
+
+
+def test_parse_failure_is_one_line_with_the_parser_reason():
+    with pytest.raises(trt_engine.EngineBuildError, match="could not parse the ONNX graph: In node 0"):
+        trt_engine.build_engine_bytes(make_tensorrt("8.5.2"), b"not onnx", "fp32")
+
+
+def test_int8_on_a_gpu_without_fast_int8_fails_with_tensorrts_reason():
+    trt = make_tensorrt("8.2.1.8", fast_int8=False)
+    logger = trt_engine.make_logger(trt, echo=open("/dev/null", "w"))
+    with pytest.raises(trt_engine.EngineBuildError, match="require hardware with Int8 support"):
+        trt_engine.build_engine_bytes(trt, QDQ_LIKE, "int8", logger=logger)
+
+
+# --- runner -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version,api", [("8.2.1.8", "binding"), ("8.5.2.2", "tensor"), ("10.3.0", "tensor")])
+def test_runner_uses_bindings_before_8_5_and_tensor_names_after(version, api):
+    trt = make_tensorrt(version)
+    data, _ = trt_engine.build_engine_bytes(trt, ONNX_LIKE, "fp16", batch=2)
+    cuda = FakeCuda()
+    with trt_engine.TrtRunner(trt, cuda, data, (2, 1, 8, 8)) as runner:
+        runner.set_input(np.ones((2, 1, 8, 8), np.float32))
+        gpu_ms, e2e_ms = runner.infer_timed([cuda.event() for _ in range(4)])
+        layer_json = runner.layer_info_json()
+    names = trt._rec.names()
+    if api == "binding":
+        assert ("IExecutionContext.set_binding_shape", 0, (2, 1, 8, 8)) in trt._rec.calls
+        launch = [c for c in trt._rec.calls if c[0] == "IExecutionContext.execute_async_v2"]
+        assert len(launch) == 1 and launch[0][2] == FakeCuda.stream_handle and len(launch[0][1]) == 2
+        assert "IExecutionContext.execute_async_v3" not in names
+        assert ("EngineInspector.context=", runner.context) in trt._rec.calls
+    else:
+        assert ("IExecutionContext.set_input_shape", "input", (2, 1, 8, 8)) in trt._rec.calls
+        assert [c[1] for c in trt._rec.calls if c[0] == "IExecutionContext.set_tensor_address"] == ["input", "logits"]
+        assert ("IExecutionContext.execute_async_v3", FakeCuda.stream_handle) in trt._rec.calls
+        assert "IExecutionContext.execute_async_v2" not in names  # exists on 8.5, must not be used
+        attr = "execution_context" if version.startswith("10") else "context"
+        assert (f"EngineInspector.{attr}=", runner.context) in trt._rec.calls
+    # copies: input 2*1*8*8 float32 in, logits 2*10 float32 out; GPU compute inside end-to-end
+    assert [c[0] for c in cuda.copies] == ["htod", "dtoh"] and cuda.copies[0][2] == 512 and cuda.copies[1][2] == 80
+    assert 0 < gpu_ms < e2e_ms
+    summary = trt_engine.summarize_layers(layer_json, "fp16")
+    assert summary["by_precision"] == {"FP16": 3} and summary["unknown"] == 0
+
+
+def test_layer_summary_counts_layers_outside_the_requested_precision():
+    trt = make_tensorrt("8.5.2.2")
+    data, _ = trt_engine.build_engine_bytes(trt, ONNX_LIKE, "int8")
+    with trt_engine.TrtRunner(trt, FakeCuda(), data, (1, 1, 8, 8)) as runner:
+        summary = trt_engine.summarize_layers(runner.layer_info_json(), "int8")
+    assert summary["total"] == 3  # the Reformat is bookkeeping
+    assert summary["by_precision"] == {"INT8": 2, "FP16": 1}
+    assert summary["not_in_requested"] == 1 and summary["not_in_requested_names"] == ["gemm"]
+    assert trt_bench.precision_ran_from_layers("int8", summary) == "mixed: FP16 1, INT8 2"
+
+
+# --- the whole bench command with a stand-in TensorRT -----------------------------------------------------
+
+
+def _graphs(tmp_path: Path) -> dict[str, str]:
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self, qdq):
+            super().__init__()
+            self.qdq = qdq
+            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(4, 10)
+
+        def forward(self, x):
+            w = self.conv.weight
+            if self.qdq:
+                x = torch.fake_quantize_per_tensor_affine(x, 0.05, 0, -128, 127)
+                w = torch.fake_quantize_per_tensor_affine(w, 0.01, 0, -128, 127)
+            x = torch.relu(torch.nn.functional.conv2d(x, w, self.conv.bias, padding=1))
+            return self.fc(x.mean((2, 3)))
+
+    torch.manual_seed(0)
+    out = {}
+    for role, qdq in (("fp32", False), ("int8", True)):
+        path = tmp_path / f"{role}.onnx"
+        torch.onnx.export(Net(qdq).eval(), torch.randn(1, 1, 8, 8), str(path), opset_version=13, dynamo=False,
+                          input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}})
+        out[role] = str(path)
+    return out
+
+
+def _run_bench(monkeypatch, trt, graphs, cache, extra=()):
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(cuda_mem, "load_backend", lambda preferred="auto": FakeCuda())
+    argv = ["bench", "--iters", "5", "--warmup", "1", "--cache-dir", str(cache)]
+    for role, path in graphs.items():
+        argv += ["--graph", f"{role}={path}"]
+    args = trt_bench.parse_args(argv + list(extra))
+    doc = trt_bench.bench(args)
+    json.dumps(doc)  # the document must serialise
+    return doc
+
+
+def test_nano_rule_nothing_is_labelled_int8_and_fp16_is_the_comparison(monkeypatch, tmp_path):
+    graphs = _graphs(tmp_path)
+    doc = _run_bench(monkeypatch, make_tensorrt("8.2.1.8", fast_int8=False), graphs, tmp_path / "cache")
+    assert doc["runtime"] == "tensorrt" and doc["platform"]["fast_int8"] is False
+    runs = {(r["graph"], r["precision"]): r for r in doc["runs"]}
+    int8 = runs[("int8", "int8")]
+    assert int8["status"] == "not-buildable" and NANO_INT8_ERROR in int8["reason"]
+    assert int8["precision_ran"] is None and "latency_ms" not in int8
+    assert not any(r["status"] == "ok" and "int8" in str(r.get("precision_ran")) for r in doc["runs"])
+    # the student with Q/DQ stripped on the device (onnx is installed here), timed in FP32 and FP16
+    assert runs[("int8-stripped", "fp32")]["status"] == "ok" and runs[("int8-stripped", "fp16")]["status"] == "ok"
+    assert doc["graphs"]["int8-stripped"]["stripped_on_device"] == {"weights": 1, "activations": 1}
+    assert doc["comparisons"][0]["headline"]["label"] == "FP16 vs FP32 (FP32 graph)"
+    assert doc["comparisons"][0]["note"] == trt_bench.NANO_NOTE and trt_bench.NANO_NOTE in doc["notes"]
+    assert runs[("fp32", "fp16")]["io_api"] == "binding indices + execute_async_v2"
+
+
+def test_int8_capable_device_headlines_int8_and_reuses_cached_engines(monkeypatch, tmp_path):
+    graphs = _graphs(tmp_path)
+    cache = tmp_path / "cache"
+    doc = _run_bench(monkeypatch, make_tensorrt("8.5.2.2", fast_int8=True), graphs, cache, ["--batch", "1,4"])
+    runs = {(r["graph"], r["precision"]): r for r in doc["runs"] if r["batch"] == 4}
+    assert set(runs) == {("fp32", "fp32"), ("fp32", "fp16"), ("int8", "int8")}
+    assert runs[("fp32", "fp16")]["input_shape"] == [4, 1, 8, 8]
+    assert runs[("int8", "int8")]["status"] == "ok"
+    assert runs[("int8", "int8")]["precision_ran"] == "mixed: FP16 1, INT8 2"
+    assert doc["comparisons"][0]["headline"]["label"] == "INT8 vs FP32"
+    assert doc["comparisons"][0]["headline"]["metric"] == "gpu_compute"
+    assert all(r["engine"]["cache_hit"] is False for r in doc["runs"])
+    assert len(list(cache.glob("*.engine"))) == 6  # one per graph, precision and batch size
+
+    trt_again = make_tensorrt("8.5.2.2", fast_int8=True)
+    again = _run_bench(monkeypatch, trt_again, graphs, cache, ["--batch", "1,4"])
+    assert all(r["engine"]["cache_hit"] is True for r in again["runs"])
+    assert "Builder.build_serialized_network" not in trt_again._rec.names()
+
+    other_version = make_tensorrt("8.6.1", fast_int8=True)  # a TensorRT upgrade invalidates the cache
+    third = _run_bench(monkeypatch, other_version, graphs, cache)
+    assert all(r["engine"]["cache_hit"] is False for r in third["runs"])
+
+
+def test_tensorrt_10_bench_uses_the_tensor_api(monkeypatch, tmp_path):
+    graphs = _graphs(tmp_path)
+    doc = _run_bench(monkeypatch, make_tensorrt("10.3.0"), graphs, tmp_path / "cache")
+    assert {r["io_api"] for r in doc["runs"] if r["status"] == "ok"} == {"tensor names + execute_async_v3"}
+    assert doc["runs"][0]["engine"]["build"]["network_flags"].startswith("none")

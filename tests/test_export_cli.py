@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -24,14 +23,6 @@ from sqakd_edge.train.checkpoint import FORMAT, VERSION, model_meta, save_checkp
 SIZE = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _checkpoint(kind: str, model: torch.nn.Module, quant: QuantConfig | None, path: Path) -> Path:
     data = {"spec": "embedded", "name": "fashion-mnist-embedded", "mean": [0.286], "std": [0.353], "in_channels": 1,
             "input_size": SIZE, "num_classes": 10, "labelled": True}
@@ -41,23 +32,38 @@ def _checkpoint(kind: str, model: torch.nn.Module, quant: QuantConfig | None, pa
     return path
 
 
+def _fit(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, steps: int, lr: float) -> None:
+    gen = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(images), (64,), generator=gen)
+        loss = torch.nn.functional.cross_entropy(model(images[idx]), labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory) -> dict[str, Path]:
+    """A briefly trained teacher and W4A4 student on the embedded Fashion-MNIST (16x16), and an untrained W2A2."""
+    from sqakd_edge.data import open_dataset
+
     root = tmp_path_factory.mktemp("ckpts")
+    train = open_dataset("embedded", "train", input_size=SIZE).dataset
+    pairs = [train[i] for i in range(0, len(train), 3)]
+    images, labels = torch.stack([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
     torch.manual_seed(0)
-    teacher = create_model("resnet20", num_classes=10, in_channels=1).eval()
-    for m in teacher.modules():  # trained-looking BN statistics, so folding matters
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
+    teacher = create_model("resnet20", num_classes=10, in_channels=1)
+    _fit(teacher, images, labels, 150, 1e-2)
     out = {"teacher": _checkpoint("fp", teacher, None, root / "teacher.pt")}
-    for name, quant in {"w4a4": QuantConfig(quantizer="pact", wbits=4, abits=4),
-                        "w2a2": QuantConfig(quantizer="lsq", wbits=2, abits=2)}.items():
+    for name, quant, steps in (("w4a4", QuantConfig(quantizer="pact", wbits=4, abits=4), 40),
+                               ("w2a2", QuantConfig(quantizer="lsq", wbits=2, abits=2), 0)):
         s = prepare_qat(teacher, quant).eval()
         with torch.no_grad():
-            s(torch.randn(64, 1, SIZE, SIZE))
+            s(images[:64])
+        _fit(s, images, labels, steps, 1e-3)
         out[name] = _checkpoint("student", s, quant, root / f"{name}.pt")
     return out
 
@@ -146,7 +152,7 @@ def test_onnxruntime_target_and_float_only_export(ckpts, tmp_path):
 
 
 def test_parity_miss_writes_nothing_unless_asked(ckpts, tmp_path):
-    # skip-branch Q/DQ on an untrained 2-bit student changes the function: a genuine parity miss
+    # skip-branch Q/DQ on an untrained 2-bit student (near-tied logits) changes decisions: a genuine miss
     args = ["export", ckpts["w2a2"], "--int8", "--residual-qdq", "--parity-samples", 128]
     res = invoke(*args, "--out", tmp_path / "miss")
     msg = one_line_error(res)
@@ -210,17 +216,21 @@ def test_failure_while_writing_leaves_nothing(ckpts, tmp_path, monkeypatch):
     no_leftovers(tmp_path)
 
 
-def test_parity_data_from_a_dataset_or_a_stated_fallback(ckpts, tmp_path):
-    res = invoke("export", ckpts["w4a4"], "--int8", "--out", tmp_path / "e", "--parity-samples", 16)
+def test_parity_runs_on_the_checkpoints_data_or_says_what_it_used(ckpts, tmp_path):
+    res = invoke("export", ckpts["w4a4"], "--int8", "--out", tmp_path / "e", "--parity-samples", 64)
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "e" / "manifest.json").read_text())
-    data = m["parity"]["data"]
-    try:
-        from sqakd_edge.data import open_dataset  # noqa: F401
-    except ImportError:  # the data package is not on this branch yet: the fallback must say so
-        assert data["name"] == "random-normal" and "Gaussian" in data["note"] and m["accuracy"] is None
-        assert "needs sqakd_edge.data" in one_line_error(invoke("export", ckpts["w4a4"], "--data", "embedded",
-                                                                "--out", tmp_path / "f"))
-        return
-    assert data["spec"] == "embedded" and data["split"] == "test" and data["labelled"] is True
-    assert 0.0 <= m["accuracy"]["pytorch_student"] <= 1.0
+    data = m["parity"]["data"]  # no --data: the data the checkpoint was trained on, its test split
+    assert (data["spec"], data["split"], data["labelled"], data["samples"]) == ("embedded", "test", True, 64)
+    assert m["data"] == {"spec": "embedded", "name": "fashion-mnist-embedded"}
+    assert m["accuracy"]["pytorch_student"] > 0.5  # a trained student on real images
+    res = invoke("export", ckpts["w4a4"], "--int8", "--data", "cifar10:/nonexistent", "--out", tmp_path / "f")
+    assert "cifar" in one_line_error(res).lower() and not (tmp_path / "f").exists()
+    ckpt = torch.load(ckpts["w4a4"], weights_only=True)
+    ckpt["data"]["spec"] = "folder:/data/that/is/elsewhere"
+    moved = tmp_path / "moved.pt"
+    save_checkpoint(ckpt, moved)
+    res = invoke("export", moved, "--int8", "--out", tmp_path / "g", "--parity-samples", 16)
+    assert res.exit_code == 0, res.output  # falls back to the embedded set (channels fit) and says why
+    data = json.loads((tmp_path / "g" / "manifest.json").read_text())["parity"]["data"]
+    assert data["spec"] == "embedded" and "folder:/data/that/is/elsewhere" in data["note"]

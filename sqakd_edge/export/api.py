@@ -247,7 +247,7 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
     from .lint import lint_model, summarize
     from .lower import insert_skip_observers, lower
     from .onnx_io import check_model, to_onnx
-    from .parity import ParityThresholds, graph_parity, summary_line
+    from .parity import TENSORRT_DISABLED_OPTIMIZERS, ParityThresholds, graph_parity, summary_line
 
     start = time.perf_counter()
     out = Path(out_dir)
@@ -296,7 +296,8 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
         payload[INT8_FILE] = model.SerializeToString()
         step = lowered.output_step.numpy() if lowered.output_step is not None else None
         parity["int8"] = graph_parity(payload[INT8_FILE], inputs.numpy(), reference.numpy(), thresholds, step=step,
-                                      inspect_kernels=True)
+                                      inspect_kernels=True, disabled_optimizers=TENSORRT_DISABLED_OPTIMIZERS
+                                      if config.target == "tensorrt" else ())
         parity["int8"]["reference"] = "PyTorch fake-quant student"
         parity["int8"]["output_step"] = ("input scale x weight scale of the quantized output layer"
                                          if step is not None else None)

@@ -88,9 +88,13 @@ def load_parity_data(spec: str | None, n: int, shape: tuple[int, int, int], *, f
     for candidate in fallbacks:
         try:
             info, split = _open(candidate, height)
-            return _take(info, split, candidate, n, shape)
+            data = _take(info, split, candidate, n, shape)
         except (DataError, ExportError) as exc:
             reasons.append(f"{candidate}: {str(exc)[:120]}")
+            continue
+        if reasons:
+            data.note = f"used {candidate} because {'; '.join(reasons)}"
+        return data
     why = "; ".join(reasons) if reasons else "no dataset given"
     return synthetic(n, shape, f"no dataset could be opened ({why}); parity ran on seeded Gaussian inputs — "
                                "pass --data SPEC for real images")

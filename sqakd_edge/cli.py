@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import SqakdEdgeError
+from .errors import ConfigError, SqakdEdgeError
 
 
 class _Group(click.Group):
@@ -35,7 +35,7 @@ class _Group(click.Group):
                                           "terminal_width": 110})
 @click.version_option(__version__, prog_name="sqakd-edge")
 def main() -> None:
-    r"""SQAKD: label-free quantization-aware distillation, from training to an edge device.
+    """SQAKD: label-free quantization-aware distillation, from training to an edge device.
 
     \b
     Flow:  train (--fp teacher, then SQAKD student) -> export --int8 -> bench
@@ -187,6 +187,75 @@ def demo(out: str, data: str, model: str, quantizer: str, backward: str, wbits: 
 # export / check (issue: export --int8)
 # ---------------------------------------------------------------------------------------------
 
+_EXPORT_EXAMPLES = """
+\b
+Examples:
+  # QDQ ONNX for TensorRT (symmetric int8), the teacher as the float baseline, parity on the test set
+  sqakd-edge export runs/w4a4/best.pt --int8 --teacher runs/teacher/best.pt --data embedded --out runs/w4a4/export
+  # for ONNX Runtime on x86 (uint8 activations: its fast integer kernels)
+  sqakd-edge export runs/w4a4/best.pt --int8 --target onnxruntime --out runs/w4a4/export-ort
+  # check any ONNX file against TensorRT's Q/DQ rules
+  sqakd-edge check runs/w4a4/export/model.int8.onnx
+"""
+
+
+@main.command(epilog=_EXPORT_EXAMPLES)
+@click.argument("checkpoint", type=click.Path())
+@click.option("--int8", "int8", is_flag=True, help="Also write the QDQ graph model.int8.onnx (student checkpoints).")
+@click.option("--out", required=True, type=click.Path(), help="Export directory to write.")
+@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt", show_default=True,
+              help="tensorrt: symmetric int8 Q/DQ; onnxruntime: uint8 activations for its x86 integer kernels.")
+@click.option("--opset", type=int, default=13, show_default=True, help="ONNX opset (TensorRT 8.2 reads up to 13).")
+@click.option("--input-shape", help="NxCxHxW of the input (batch is dynamic). [default: from the checkpoint]")
+@click.option("--data", help="Dataset for the parity check (see 'train --help'). [default: the checkpoint's data, "
+              "else embedded]")
+@click.option("--parity-samples", type=int, default=256, show_default=True, help="Inputs for the int8 parity check.")
+@click.option("--teacher", type=click.Path(),
+              help="Float teacher checkpoint for model.fp32.onnx. [default: the student with quantizers off]")
+@click.option("--allow-requantize", is_flag=True,
+              help="Re-quantize grids that do not fit the target to the nearest int8 grid (parity shows the cost).")
+@click.option("--residual-qdq", is_flag=True,
+              help="TensorRT: Q/DQ on residual skip branches so Adds fuse (not exact: the student's skips are float).")
+@click.option("--min-top1-off", type=float, default=0.999, show_default=True,
+              help="Minimum top-1 agreement with ORT graph optimisations off.")
+@click.option("--min-top1-on", type=float, default=0.99, show_default=True,
+              help="Minimum top-1 agreement with ORT graph optimisations on.")
+@click.option("--no-parity-fail", is_flag=True, help="Write the export even when parity misses (manifest says so).")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out.")
+def export(checkpoint: str, int8: bool, out: str, target: str, opset: int, input_shape: str | None, data: str | None,
+           parity_samples: int, teacher: str | None, allow_requantize: bool, residual_qdq: bool, min_top1_off: float,
+           min_top1_on: float, no_parity_fail: bool, force: bool) -> None:
+    """Export a checkpoint to ONNX (float, and QDQ int8 with --int8), lint it and check parity."""
+    from .export.api import ExportConfig, export_checkpoint, parse_input_shape
+
+    config = ExportConfig(int8=int8, target=target, opset=opset,
+                          input_shape=parse_input_shape(input_shape) if input_shape else None,
+                          parity_samples=parity_samples, allow_requantize=allow_requantize, residual_qdq=residual_qdq,
+                          min_top1_off=min_top1_off, min_top1_on=min_top1_on, fail_on_parity_miss=not no_parity_fail)
+    result = export_checkpoint(checkpoint, out, config, teacher=teacher, data=data, force=force, log=click.echo)
+    if not result.passed:
+        click.echo("parity below threshold (written because of --no-parity-fail)", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt", show_default=True,
+              help="Rules to check: TensorRT's explicit-quantization rules, or what ONNX Runtime needs.")
+def check(model: str, target: str) -> None:
+    """Check an ONNX file against TensorRT's Q/DQ rules; exit code 1 on errors."""
+    from .export.lint import lint_file
+
+    findings = lint_file(model, target)
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = len(findings) - errors
+    for f in findings:
+        click.echo(f.line())
+    click.echo(f"{model}: {errors} error(s), {warnings} warning(s) against the {target} rules")
+    if errors:
+        sys.exit(1)
+
+
 
 # ---------------------------------------------------------------------------------------------
 # build (issue: on the device)
@@ -221,3 +290,102 @@ def build(model: Path, precision: str, out: Path | None, batch: int, workspace_m
 # ---------------------------------------------------------------------------------------------
 # bench (issues: bench on this machine; on the device)
 # ---------------------------------------------------------------------------------------------
+
+
+def _bench_command_line(export_dir: Path, params: dict[str, Any]) -> list[str]:
+    """The command as run, rebuilt from the parsed flags (recorded in results.json)."""
+    line = ["sqakd-edge", "bench", str(export_dir)]
+    for name, value in params.items():
+        if name == "export_dir" or value is None or value is False:
+            continue
+        flag = "--" + name.replace("_", "-")
+        line += [flag] if value is True else [flag, str(value)]
+    return line
+
+
+@main.command("bench")
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("--device", default="local", show_default=True,
+              help="where to run: 'local' (ONNX Runtime and PyTorch on this machine) or a device name.")
+@click.option("--host", default=None, help="USER@HOST (or an ~/.ssh/config alias) of a remote device.")
+@click.option("--setup", is_flag=True, help="remote only: set the device's maximum power mode first (needs sudo).")
+@click.option("--inventory", default=None,
+              help="remote only: device inventory file (format: deploy/inventory.example.json).")
+@click.option("--port", type=int, default=None, help="remote only: SSH port.")
+@click.option("--identity", default=None, help="remote only: SSH private key file.")
+@click.option("--known-hosts", default=None, help="remote only: known_hosts file to check the device's key against.")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="remote only: accept an unknown host key on first contact (a changed key is still refused).")
+@click.option("--remote-python", default=None, help="remote only: the device's Python.  [default: python3]")
+@click.option("--docker", "docker_image", default=None, help="remote only: run the device program in this image.")
+@click.option("--tegrastats", is_flag=True, help="remote only: sample board power while timing.")
+@click.option("--batch", default="1", show_default=True, help="batch sizes, comma-separated, e.g. 1,32.")
+@click.option("--threads", type=int, default=None, help="intra-op CPU threads.  [default: one per logical CPU]")
+@click.option("--warmup", type=int, default=10, show_default=True,
+              help="untimed warm-up ITERATIONS per model and batch size.")
+@click.option("--iters", type=int, default=None, help="timed ITERATIONS per model and batch size.  [default: 100]")
+@click.option("--duration", type=float, default=None,
+              help="instead of --iters: SECONDS of timed rounds per batch size, shared by all models.")
+@click.option("--round-iters", type=int, default=10, show_default=True,
+              help="iterations a model runs before the next takes its turn (rounds alternate to cancel drift).")
+@click.option("--graphs", default=None, help="which to run, comma-separated: fp32,int8,eager.  [default: all at hand]")
+@click.option("--data", default=None, help="dataset spec (e.g. 'embedded'): real inputs and top-1 per model.")
+@click.option("--data-limit", type=int, default=None, help="use at most this many test images for accuracy.")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of random inputs and the bootstrap.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="folder for results.json, report.md, latency.png.  [default: EXPORT_DIR/bench]")
+@click.option("--no-plot", is_flag=True, help="skip latency.png.")
+@click.option("--quiet", is_flag=True, help="no progress bar and no console table.")
+def bench(export_dir: Path, device: str, host: str | None, setup: bool, inventory: str | None, port: int | None,
+          identity: str | None, known_hosts: str | None, accept_new_host_key: bool, remote_python: str | None,
+          docker_image: str | None, tegrastats: bool, batch: str, threads: int | None, warmup: int,
+          iters: int | None, duration: float | None, round_iters: int, graphs: str | None, data: str | None,
+          data_limit: int | None, seed: int, out: Path | None, no_plot: bool, quiet: bool) -> None:
+    """Benchmark an export's FP32 and INT8 graphs (and the PyTorch model) with honest statistics.
+
+    Writes results.json, report.md and latency.png and prints a table; the speed-up is the ratio of
+    median latencies with a bootstrap 95% confidence interval.
+
+    Example: sqakd-edge bench runs/demo/export --batch 1,32 --threads 2 --data embedded
+    """
+    from .bench.api import run_bench
+    from .bench.report import render_console
+    from .bench.settings import BenchConfig, parse_batches
+
+    params = click.get_current_context().params
+    config = BenchConfig(
+        batches=parse_batches(batch), threads=threads, warmup_iters=warmup,
+        iters=iters if iters is not None or duration is not None else 100, duration_s=duration,
+        round_iters=round_iters, seed=seed,
+        graphs=tuple(g.strip() for g in graphs.split(",") if g.strip()) if graphs is not None else None,
+        data=data, data_limit=data_limit,
+    )
+    backend = None
+    if device != "local":
+        import importlib
+
+        try:
+            remote = importlib.import_module("sqakd_edge.bench.remote")
+        except ModuleNotFoundError as exc:
+            if exc.name != "sqakd_edge.bench.remote":
+                raise
+            raise ConfigError(f"--device {device}: remote benchmarking is not part of this sqakd-edge; "
+                              "use --device local") from None
+        # The device path's hook: make_backend(...) returns a bench.backend.Backend.
+        backend = remote.make_backend(device=device, host=host, setup=setup, inventory=inventory, port=port,
+                                      identity_file=identity, known_hosts_file=known_hosts,
+                                      accept_new_host_key=accept_new_host_key, remote_python=remote_python,
+                                      docker_image=docker_image, tegrastats=tegrastats)
+    else:
+        remote_only = {"--host": host, "--setup": setup, "--inventory": inventory, "--port": port,
+                       "--identity": identity, "--known-hosts": known_hosts,
+                       "--accept-new-host-key": accept_new_host_key, "--remote-python": remote_python,
+                       "--docker": docker_image, "--tegrastats": tegrastats}
+        given = [flag for flag, value in remote_only.items() if value not in (None, False)]
+        if given:
+            raise ConfigError(f"{', '.join(given)} are for a remote --device; drop them for --device local")
+    result = run_bench(export_dir, config, out=out, backend=backend, command=_bench_command_line(export_dir, params),
+                       show_progress=False if quiet else None, plot=not no_plot)
+    if not quiet:
+        click.echo(render_console(result.document))
+    click.echo(f"wrote {', '.join(str(p) for p in result.files)}")

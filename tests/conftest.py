@@ -8,6 +8,10 @@ from torch.utils.data import Dataset, TensorDataset
 
 from sqakd_edge.models import create_model
 
+# Tiny tensors gain nothing from two threads, and a busy 2-core machine makes OpenMP threads spin
+# against each other; one thread keeps test times steady.
+torch.set_num_threads(1)
+
 
 class Unlabeled(Dataset):
     """Images with label -1: what an unlabeled folder yields."""

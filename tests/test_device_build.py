@@ -54,7 +54,7 @@ def test_build_argument_errors(tmp_path):
 
 @pytest.mark.contract
 def test_build_uses_the_device_builder_and_writes_the_engine(tmp_path, monkeypatch):
-    from test_trt_contract import make_tensorrt
+    from .test_trt_contract import make_tensorrt
 
     trt = make_tensorrt("8.6.1")
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
@@ -70,7 +70,7 @@ def test_build_uses_the_device_builder_and_writes_the_engine(tmp_path, monkeypat
 
 @pytest.mark.contract
 def test_int8_build_on_a_gpu_without_fast_int8_is_refused(tmp_path, monkeypatch):
-    from test_trt_contract import make_tensorrt
+    from .test_trt_contract import make_tensorrt
 
     monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt("8.2.1.8", fast_int8=False))
     with pytest.raises(EngineError, match="no fast INT8 .* build --precision fp16 instead"):

@@ -356,7 +356,7 @@ def fit(
             loss = losses["loss"]
             if not torch.isfinite(loss):
                 raise TrainingError(
-                    f"the loss became {float(loss)} at epoch {epoch + 1}, step {i + 1}; "
+                    f"the loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; "
                     + (f"the last good checkpoint {last_path} is kept; " if last_path.exists() else "")
                     + "lower the learning rate (--lr/--quant-lr) or check the data"
                 )

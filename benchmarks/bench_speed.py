@@ -1,0 +1,325 @@
+#!/usr/bin/env python
+"""Reproduce our CPU speed table: ONNX Runtime FP32 vs INT8 QDQ (two styles) vs quantize_static vs PyTorch eager.
+
+Models (random weights; speed does not depend on the values):
+  * ResNet-18 for Tiny-ImageNet, 64x64 input, 200 classes (3x3 stride-1 stem, no max-pool);
+  * CIFAR ResNet-20, 32x32 input, 10 classes.
+For each model, batch 1 and 32, 1 and 2 threads, five variants are timed in alternating rounds on the
+same input, through the package's own runners and timing loop (sqakd_edge.bench):
+  fp32        ONNX Runtime, the FP32 graph (torch.onnx.export, opset 13, BN folded);
+  int8-trt    INT8 QDQ, s8 activations + s8 per-channel weights, all symmetric (TensorRT's rules);
+  int8-ort    INT8 QDQ, u8 activations + s8 symmetric per-channel weights (our `--target onnxruntime` style);
+  ort-qs      onnxruntime.quantization.quantize_static with its defaults (QDQ, s8/s8, per-tensor) --
+              the tool a user would otherwise reach for;
+  eager       PyTorch eager FP32 (torch.inference_mode).
+Until `sqakd-edge export --int8` lands, int8-trt and int8-ort are made with quantize_static's options
+(activation_type/weight_type, ActivationSymmetric, per_channel=True); the results file says so.
+
+Iterations per configuration adapt to a time budget: after warm-up, enough rounds to fill
+--budget seconds, at least --min-iters and at most --max-iters per variant.
+
+Usage:  PYTHONPATH=. python benchmarks/bench_speed.py [--out benchmarks/results] [--budget 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sqakd_edge.bench.environment import collect_environment, load_average
+from sqakd_edge.bench.files import atomic_write_json, atomic_write_text
+from sqakd_edge.bench.inputs import random_batch
+from sqakd_edge.bench.measure import measure
+from sqakd_edge.bench.runners import OrtRunner, Runner, TorchRunner
+from sqakd_edge.bench.stats import speedup, summarize
+from sqakd_edge.errors import ConfigError
+from sqakd_edge.models import create_model
+
+VARIANTS = ("fp32", "int8-trt", "int8-ort", "ort-qs", "eager")
+DESCRIPTIONS = {
+    "fp32": "ORT FP32",
+    "int8-trt": "INT8 QDQ s8 act + s8 wt, symmetric (TensorRT style)",
+    "int8-ort": "INT8 QDQ u8 act + s8 wt (--target onnxruntime style)",
+    "ort-qs": "ORT quantize_static defaults (QDQ, s8/s8, per-tensor)",
+    "eager": "PyTorch eager FP32",
+}
+# (baseline, candidate) pairs reported for every configuration.
+PAIRS = (("fp32", "int8-trt"), ("fp32", "int8-ort"), ("fp32", "ort-qs"), ("ort-qs", "int8-ort"),
+         ("eager", "int8-ort"), ("eager", "fp32"))
+
+
+def tiny_imagenet_resnet18() -> tuple[nn.Module, str]:
+    """ResNet-18 for 64x64 Tiny-ImageNet: from the registry once it has it, else built here."""
+    try:
+        return create_model("resnet18", num_classes=200), "sqakd_edge.models.create_model('resnet18', 200)"
+    except ConfigError:
+        pass
+    # STAND-IN until the model helper registers 'resnet18': torchvision's ResNet-18 with the usual
+    # Tiny-ImageNet adaptation (3x3 stride-1 stem, no max-pool), as in FACTS.md's table.
+    import torchvision
+
+    model = torchvision.models.resnet18(num_classes=200)
+    model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = nn.Identity()
+    return model, "torchvision resnet18(num_classes=200), conv1 3x3 stride 1, maxpool removed (built in this script)"
+
+
+MODELS = {
+    "resnet18-tinyimagenet": (tiny_imagenet_resnet18, (3, 64, 64)),
+    "resnet20-cifar": (lambda: (create_model("resnet20", num_classes=10), "sqakd_edge.models.create_model('resnet20')"),
+                       (3, 32, 32)),
+}
+
+
+def trained_like_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm distinct statistics and affine parameters, as training would.
+
+    Why: freshly initialised BNs fold into identical all-zero conv biases, which the ONNX exporter
+    deduplicates into one shared initializer; quantize_static cannot give a shared bias one int32
+    scale per conv, so ONNX Runtime cannot fuse those convs into QLinearConv and the INT8 graph
+    would run mostly in float -- an artefact of random weights, not of INT8.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+                module.weight.copy_(0.5 + torch.rand(n, generator=generator))
+                module.bias.copy_(0.1 * torch.randn(n, generator=generator))
+    return model
+
+
+def export_fp32(model: nn.Module, shape: tuple[int, int, int], path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, *shape),), str(path), dynamo=False, opset_version=13,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+
+
+def quantize(fp32: Path, out: Path, shape: tuple[int, int, int], style: str) -> None:
+    import logging
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_static's "consider pre-processing" notice
+    rng = np.random.default_rng(0)
+    batches = [{"input": rng.standard_normal((8, *shape), dtype=np.float32)} for _ in range(4)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(batches)
+
+        def get_next(self):  # noqa: ANN201
+            return next(self.it, None)
+
+    if style == "int8-trt":
+        kwargs: dict[str, Any] = dict(quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
+                                      weight_type=QuantType.QInt8,
+                                      extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    elif style == "int8-ort":
+        kwargs = dict(quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                      weight_type=QuantType.QInt8, extra_options={"WeightSymmetric": True})
+    else:  # the defaults a user gets
+        kwargs = {}
+    quantize_static(str(fp32), str(out), Reader(), **kwargs)
+
+
+def run_config(paths: dict[str, Path], model: nn.Module, shape: tuple[int, int, int], batch: int, threads: int,
+               args: argparse.Namespace) -> dict[str, Any]:
+    runners: list[Runner] = [OrtRunner(paths[v], name=v, threads=threads,
+                                       precision_requested="fp32" if v == "fp32" else "int8") for v in VARIANTS[:-1]]
+    runners.append(TorchRunner(model, name="eager", threads=threads))
+    x = random_batch(shape, batch, seed=0)
+    load_before = load_average()
+    for r in runners:
+        r.activate()
+    try:
+        measure(runners, x, warmup_iters=args.warmup, iters=1, round_iters=1)  # warm-up + one timed round
+        started = time.perf_counter()
+        measure(runners, x, warmup_iters=0, iters=1, round_iters=1)
+        round_s = time.perf_counter() - started
+        iters = int(min(args.max_iters, max(args.min_iters, args.budget / round_s)))
+        round_iters = 1 if round_s > 0.5 else 10  # big batches alternate every iteration
+        samples = measure(runners, x, warmup_iters=0, iters=iters, round_iters=round_iters)
+        placement = {r.name: r.placement for r in runners if isinstance(r, OrtRunner)}
+        ran = {r.name: r.precision_ran for r in runners}
+    finally:
+        for r in runners:
+            r.deactivate()
+    stats = {v: summarize(samples[v], batch).to_dict() for v in VARIANTS}
+    ratios = []
+    for base, cand in PAIRS:
+        s = speedup(samples[base], samples[cand], seed=0)
+        ratios.append({"baseline": base, "candidate": cand, "ratio": s.ratio, "ci95": [s.ci_low, s.ci_high],
+                       "trustworthy": s.trustworthy, "warning": s.warning})
+    return {"batch": batch, "threads": threads, "iters": iters, "round_iters": round_iters,
+            "load_average": {"before": load_before, "after": load_average()}, "stats": stats,
+            "precision_ran": ran, "placement": placement, "speedups": ratios,
+            "samples_ms": {v: [round(float(t), 4) for t in samples[v]] for v in VARIANTS}}
+
+
+def _ratio(config: dict[str, Any], base: str, cand: str) -> dict[str, Any]:
+    return next(s for s in config["speedups"] if s["baseline"] == base and s["candidate"] == cand)
+
+
+def _load(config: dict[str, Any]) -> str:
+    before, after = config["load_average"]["before"], config["load_average"]["after"]
+    return "?" if not before or not after else f"{before[0]:.1f}→{after[0]:.1f}"
+
+
+def _fmt_ratio(s: dict[str, Any]) -> str:
+    return f"{s['ratio']:.2f}× [{s['ci95'][0]:.2f}–{s['ci95'][1]:.2f}]" + ("" if s["trustworthy"] else " ⚠")
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    env = doc["environment"]
+    isa = ", ".join(k for k, v in (env["cpu"]["isa"] or {}).items() if v)
+    out = ["# ONNX Runtime INT8 vs FP32 speed on this CPU", "",
+           f"Measured {doc['created']} with `{doc['command']}` ({doc['runtime_s']:.0f} s).", "",
+           f"CPU: {env['cpu']['model']}, {env['cpu']['logical_cores']} logical cores; ISA: {isa}. "
+           f"onnxruntime {env['versions']['onnxruntime']}, torch {env['versions']['torch']}, "
+           f"Python {env['python']}, sqakd-edge {env['git_commit'] or 'unknown commit'}.", "",
+           "Median latency per batch in ms; speed-up = ratio of medians with a bootstrap 95% CI "
+           "(⚠: not trustworthy by the bench's rule: < 20 iterations or CI wider than 20% of the ratio). "
+           "`load` is the 1-minute load average before→after the configuration (other work on the machine).",
+           "Variants: " + "; ".join(f"**{k}** = {v}" for k, v in DESCRIPTIONS.items()) + ".", "",
+           f"INT8 graphs: {doc['int8_graphs']}", ""]
+    for model in doc["models"]:
+        out += [f"## {model['name']} ({model['input']})", "", f"Model: {model['source']}.", ""]
+        out += ["| batch | threads | iters | load | fp32 ms | int8-trt ms (× fp32) | int8-ort ms (× fp32) | "
+                "ort-qs ms (× fp32) | eager ms | int8-ort × ort-qs | int8-ort × eager |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for c in model["configs"]:
+            med = {v: c["stats"][v]["median_ms"] for v in VARIANTS}
+            out.append(
+                f"| {c['batch']} | {c['threads']} | {c['iters']} | {_load(c)} | {med['fp32']:.2f} | "
+                f"{med['int8-trt']:.2f} ({_fmt_ratio(_ratio(c, 'fp32', 'int8-trt'))}) | "
+                f"{med['int8-ort']:.2f} ({_fmt_ratio(_ratio(c, 'fp32', 'int8-ort'))}) | "
+                f"{med['ort-qs']:.2f} ({_fmt_ratio(_ratio(c, 'fp32', 'ort-qs'))}) | {med['eager']:.2f} | "
+                f"{_fmt_ratio(_ratio(c, 'ort-qs', 'int8-ort'))} | {_fmt_ratio(_ratio(c, 'eager', 'int8-ort'))} |")
+        out += ["", "Layer placement in ONNX Runtime's optimised graph (weighted layers on integer kernels / in float; "
+                "Q/DQ nodes left):", ""]
+        first = model["configs"][0]["placement"]
+        out += [f"- {v}: {p['int8_layers']} int8 / {p['float_layers']} float; {p['unfused_qdq']} Q/DQ left; "
+                f"{p['op_counts'].get('Relu', 0)} Relu left" for v, p in first.items() if p]
+        out.append("")
+    out += ["## Targets (ResNet-18, 2 threads)", ""] + [f"- {t}" for t in doc["targets"]] + [""]
+    out += ["## Reading the placement", ""] + [f"- {line}" for line in placement_analysis(doc)] + [""]
+    return "\n".join(out)
+
+
+def placement_analysis(doc: dict[str, Any]) -> list[str]:
+    """Sentences on why the s8 graphs are slow, from the operator counts of ORT's optimised graphs."""
+    lines = []
+    for model in doc["models"]:
+        p = model["configs"][0]["placement"]
+        total = p["fp32"]["float_layers"]
+        lines.append(
+            f"{model['name']}: of {total} weighted layers, int8-ort runs {p['int8-ort']['int8_layers']} on integer "
+            f"kernels ({p['int8-ort']['unfused_qdq']} Q/DQ left), int8-trt {p['int8-trt']['int8_layers']} "
+            f"({p['int8-trt']['op_counts'].get('Relu', 0)} Relu and {p['int8-trt']['unfused_qdq']} Q/DQ left), "
+            f"ort-qs {p['ort-qs']['int8_layers']} ({p['ort-qs']['unfused_qdq']} Q/DQ left).")
+    lines += [
+        "On x86 ONNX Runtime's integer convolutions take u8 activations; its optimiser rewrites s8 Q/DQ pairs to u8 "
+        "only in places, and in the optimised s8 graphs the convolution that reads a residual block's input (which "
+        "also feeds the skip Add) stays a float Conv between DequantizeLinear and QuantizeLinear. With symmetric s8 "
+        "activations (int8-trt) the ReLU after a convolution cannot be folded into the QuantizeLinear either (zero "
+        "point 0 is mid-range, not the bottom), so DQ→Conv→Relu→Q does not match the fusion pattern. The unfused "
+        "layers pay for float compute plus the Q/DQ round trips, which is why the s8 graphs are slower than FP32.",
+        "The u8-activation graph (int8-ort) fuses every convolution and the classifier; what stays is the option-A "
+        "shortcut's Pad/Slice (ResNet-20) and the graph's input/output Q/DQ.",
+        "Random weights need trained-like BatchNorm statistics: with freshly initialised BNs every folded conv bias is "
+        "zero, the exporter shares one zero initializer among the convs, and a shared bias cannot get the per-conv "
+        "int32 scale QLinearConv needs -- the script randomises BN statistics for that reason.",
+    ]
+    return lines
+
+
+def check_targets(doc: dict[str, Any]) -> list[str]:
+    r18 = next(m for m in doc["models"] if m["name"] == "resnet18-tinyimagenet")
+    lines = []
+
+    def config(batch: int) -> dict[str, Any]:
+        return next(c for c in r18["configs"] if c["batch"] == batch and c["threads"] == 2)
+
+    for text, batch, base, cand, goal in (
+        ("int8-ort over ORT FP32, batch 32", 32, "fp32", "int8-ort", 2.2),
+        ("int8-ort over ORT FP32, batch 1", 1, "fp32", "int8-ort", 1.8),
+        ("int8-ort over quantize_static, batch 32", 32, "ort-qs", "int8-ort", 0.95),
+        ("int8-ort over quantize_static, batch 1", 1, "ort-qs", "int8-ort", 0.95),
+        ("int8-ort over PyTorch eager FP32, batch 32", 32, "eager", "int8-ort", 3.0),
+    ):
+        s = _ratio(config(batch), base, cand)
+        verdict = "met" if s["ratio"] >= goal else "MISSED"
+        lines.append(f"{text}: target ≥ {goal}×, measured {_fmt_ratio(s)} — {verdict}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--batches", default="1,32")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations per variant")
+    parser.add_argument("--budget", type=float, default=20.0, help="seconds of timed rounds per configuration")
+    parser.add_argument("--min-iters", type=int, default=20)
+    parser.add_argument("--max-iters", type=int, default=300)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    models = []
+    with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
+        for name in args.models.split(","):
+            build, shape = MODELS[name]
+            model, source = build()
+            model = trained_like_batchnorm(model).eval()
+            paths = {v: Path(tmp) / f"{name}.{v}.onnx" for v in VARIANTS[:-1]}
+            export_fp32(model, shape, paths["fp32"])
+            for v in ("int8-trt", "int8-ort", "ort-qs"):
+                quantize(paths["fp32"], paths[v], shape, v)
+            configs = []
+            for batch in (int(b) for b in args.batches.split(",")):
+                for threads in (int(t) for t in args.threads.split(",")):
+                    c = run_config(paths, model, shape, batch, threads, args)
+                    med = {v: round(c["stats"][v]["median_ms"], 2) for v in VARIANTS}
+                    print(f"{name} batch {batch} threads {threads} ({c['iters']} iters): {med}", flush=True)
+                    configs.append(c)
+            models.append({"name": name, "input": list(shape), "source": source,
+                           "bytes": {v: p.stat().st_size for v, p in paths.items()}, "configs": configs})
+    doc: dict[str, Any] = {
+        "schema": "sqakd-edge.bench-speed", "schema_version": 1,
+        "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "command": "PYTHONPATH=. python " + " ".join(["benchmarks/bench_speed.py", *sys.argv[1:]]),
+        "runtime_s": time.perf_counter() - started,
+        "int8_graphs": ("made with onnxruntime.quantization.quantize_static (QDQ, MinMax calibration on 32 "
+                        "standard-normal images), not yet with `sqakd-edge export --int8`; int8-trt/int8-ort use "
+                        "per_channel=True and the activation/weight types above"),
+        "variants": DESCRIPTIONS,
+        "environment": collect_environment(threads=0),
+        "models": models,
+    }
+    doc["environment"]["threads"] = [int(t) for t in args.threads.split(",")]
+    doc["targets"] = check_targets(doc) if "resnet18-tinyimagenet" in args.models and "2" in args.threads else []
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out / "bench_speed.json", doc)
+    atomic_write_text(args.out / "bench_speed.md", render_markdown(doc))
+    print("\n".join(doc["targets"]))
+    print(f"wrote {args.out / 'bench_speed.md'} and bench_speed.json in {doc['runtime_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

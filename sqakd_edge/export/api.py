@@ -1,0 +1,453 @@
+"""``export_checkpoint``: a trained checkpoint becomes ``model.fp32.onnx``, ``model.int8.onnx`` and a manifest.
+
+The steps: fold BN exactly, check every grid fits the target, lower to QDQ ONNX, run ``onnx.checker`` and
+the linter on what was written, run parity against the PyTorch model on real inputs, then write the
+export directory atomically (a temp directory beside it, renamed into place), so a failure at any step
+leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..config import QuantConfig, to_dict
+from ..errors import CheckpointError, ConfigError, ExportError
+from .inputs import ParityData
+from .plan import TARGETS
+
+SCHEMA = "sqakd-edge.export-manifest"
+SCHEMA_VERSION = 1
+FP32_FILE = "model.fp32.onnx"
+INT8_FILE = "model.int8.onnx"
+MANIFEST_FILE = "manifest.json"
+MIN_OPSET, MAX_OPSET = 13, 20
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What ``export`` writes and how strictly it checks it.
+
+    Args:
+        int8: also write the QDQ graph (needs a quantized student).
+        target: ``tensorrt`` (symmetric int8 Q/DQ) or ``onnxruntime`` (uint8 activations where exact).
+        opset: ONNX opset, 13 (TensorRT 8.2 on JetPack 4.6 reads up to 13) to 20.
+        input_shape: ``(N, C, H, W)`` of the example input (N is dynamic in the graph); None: from the
+            checkpoint (1, C, size, size).
+        parity_samples: inputs for the int8 parity check.
+        fp32_parity_samples: inputs for the float graph's check (a plain float export; fewer suffice).
+        allow_requantize: re-quantize grids that do not fit the target instead of refusing.
+        residual_qdq: (tensorrt) put an int8 Q/DQ on residual skip branches so TensorRT fuses the Adds.
+            The student's skip branches are float, so this is not exact: parity measures the cost.
+        min_top1_off: minimum top-1 agreement with ORT optimisations off.
+        min_top1_on: minimum top-1 agreement with ORT optimisations on.
+        fail_on_parity_miss: raise (and write nothing) when parity misses a threshold.
+    """
+
+    int8: bool = True
+    target: str = "tensorrt"
+    opset: int = 13
+    input_shape: tuple[int, int, int, int] | None = None
+    parity_samples: int = 256
+    fp32_parity_samples: int = 64
+    allow_requantize: bool = False
+    residual_qdq: bool = False
+    min_top1_off: float = 0.999
+    min_top1_on: float = 0.99
+    fail_on_parity_miss: bool = True
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ConfigError(f"unknown target {self.target!r}; choose one of: {', '.join(TARGETS)}")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise ConfigError(f"opset must be {MIN_OPSET}-{MAX_OPSET} (per-channel Q/DQ needs 13), got {self.opset}")
+        if self.input_shape is not None:
+            shape = tuple(self.input_shape)
+            if len(shape) != 4 or any(not isinstance(d, int) or d < 1 for d in shape):
+                raise ConfigError(f"input shape must be 4 positive integers NxCxHxW, got {shape}")
+            if shape[2] != shape[3]:
+                raise ConfigError(f"input shape must be square (H == W), got {shape[2]}x{shape[3]}")
+            object.__setattr__(self, "input_shape", shape)
+        for name in ("parity_samples", "fp32_parity_samples"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("min_top1_off", "min_top1_on"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+
+
+def parse_input_shape(text: str) -> tuple[int, int, int, int]:
+    """``"1x1x28x28"`` -> ``(1, 1, 28, 28)``.
+
+    Raises:
+        ConfigError: not four positive integers separated by ``x``.
+    """
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if len(dims) != 4 or any(d < 1 for d in dims):
+        raise ConfigError(f"--input-shape {text!r} is not NxCxHxW with positive integers (e.g. 1x1x28x28)")
+    return dims  # type: ignore[return-value]
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote.
+
+    Attributes:
+        out_dir: the export directory.
+        manifest: the manifest's content.
+        seconds: wall time of the export.
+    """
+
+    out_dir: Path
+    manifest: dict[str, Any]
+    seconds: float
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Whether parity met its thresholds."""
+        return bool(self.manifest.get("parity", {}).get("passed", False))
+
+    def parity_line(self) -> str:
+        """The int8 parity summary (the float one without --int8), one line."""
+        from .parity import summary_line
+
+        parity = self.manifest.get("parity", {})
+        key = "int8" if "int8" in parity else "fp32"
+        return summary_line(key, parity[key]) if key in parity else "parity: not run"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out = {"sqakd_edge": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    for mod in ("onnx", "onnxruntime"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except ImportError:
+            out[mod] = "not installed"
+    return out
+
+
+def _prepare_out(out_dir: Path, force: bool) -> Path:
+    """Check the output folder can be written; return its parent (where the temp dir goes)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"--out {out_dir} is a file; pass a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise ExportError(f"--out {out_dir} exists and is not empty; pass --force to replace it")
+    parent = out_dir.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=f".{out_dir.name}.probe.", dir=parent)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise ExportError(f"cannot write the export next to {out_dir} ({exc.strerror or exc}); pass an --out "
+                          "in a writable folder") from None
+    return parent
+
+
+def _commit(tmp: Path, out_dir: Path) -> None:
+    """Move the finished temp dir into place (replacing an old export, which --force allowed)."""
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.resolve().parent))
+        os.replace(out_dir, old / "d")
+    try:
+        os.replace(tmp, out_dir)
+    except OSError:
+        if old is not None:
+            os.replace(old / "d", out_dir)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _batched(model: nn.Module, inputs: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(inputs[i:i + batch]) for i in range(0, len(inputs), batch)]).float()
+
+
+def _check_input_shape(model: nn.Module, shape: tuple[int, int, int, int], num_classes: int, name: str) -> None:
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(shape))
+    except Exception as exc:  # a shape error can be any of RuntimeError/ValueError/IndexError
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ExportError(f"model {name} rejects input shape {'x'.join(map(str, shape))} ({first}); pass "
+                          "--input-shape NxCxHxW with the channels and size the model was trained on") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (shape[0], num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ExportError(f"model {name} returns {got} for input {'x'.join(map(str, shape))}, expected logits "
+                          f"({shape[0]}, {num_classes})")
+
+
+def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportConfig = ExportConfig(), *,
+                 model_meta: dict[str, Any], float_model: nn.Module | None = None, float_source: str = "teacher",
+                 quant: QuantConfig | None = None, data: str | None = None, data_fallbacks: tuple[str, ...] = (),
+                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+                 provenance: dict[str, Any] | None = None, parity_data: ParityData | None = None,
+                 force: bool = False, log: Callable[[str], None] = print) -> ExportResult:
+    """Export models already in memory (what :func:`export_checkpoint` calls after loading).
+
+    Args:
+        student: the fake-quant student (quantizers initialised), or None for a float-only export.
+        out_dir: the export directory to write.
+        config: what to write and how strictly to check it.
+        model_meta: ``{name, num_classes, in_channels, input_size}``.
+        float_model: the float model for ``model.fp32.onnx``; None: the student with quantizers off.
+        float_source: what ``float_model`` is (``teacher``; ``student-float`` is set automatically).
+        quant: the student's QuantConfig (for the manifest).
+        data: a dataset spec for parity (must open), or None.
+        data_fallbacks: specs to try when ``data`` is None.
+        mean: input normalisation mean (manifest); None: the dataset's.
+        std: input normalisation std (manifest); None: the dataset's.
+        provenance: extra manifest blocks (``checkpoint``, ``teacher``).
+        parity_data: inputs to use for parity instead of opening ``data``.
+        force: replace a non-empty ``out_dir``.
+        log: where progress lines go.
+
+    Returns:
+        What was written.
+
+    Raises:
+        ExportError: a grid that does not fit, a model the exporter or checker rejects, lint errors in our
+            own output, an unwritable or occupied ``out_dir``, or a parity miss (with
+            ``fail_on_parity_miss``).
+        ConfigError: an inconsistent request (``int8`` without a student).
+        DataError: ``data`` that cannot be opened or does not fit the model.
+    """
+    from ..quant import to_float
+    from .fold import fold_batchnorm, trace
+    from .inputs import load_parity_data
+    from .lint import lint_model, summarize
+    from .lower import insert_skip_observers, lower
+    from .onnx_io import check_model, to_onnx
+    from .parity import TENSORRT_DISABLED_OPTIMIZERS, ParityThresholds, graph_parity, summary_line
+
+    start = time.perf_counter()
+    out = Path(out_dir)
+    parent = _prepare_out(out, force)
+    if config.int8 and student is None:
+        raise ConfigError("--int8 needs a quantized student checkpoint")
+    name, classes = str(model_meta["name"]), int(model_meta["num_classes"])
+    shape = config.input_shape or (1, int(model_meta["in_channels"]), int(model_meta["input_size"]),
+                                   int(model_meta["input_size"]))
+    if float_model is None:
+        if student is None:
+            raise ConfigError("nothing to export: pass a student or a float model")
+        float_model, float_source = to_float(student), "student-float"
+    float_model = float_model.eval()
+    _check_input_shape(float_model, shape, classes, name)
+    if student is not None:
+        student = student.eval()
+        _check_input_shape(student, shape, classes, name)
+    thresholds = ParityThresholds(config.min_top1_off, config.min_top1_on)
+    pdata = parity_data or load_parity_data(data, config.parity_samples, shape[1:], fallbacks=data_fallbacks)
+    if pdata.note:
+        log(f"note: {pdata.note}")
+    inputs = pdata.inputs
+    example = torch.zeros(shape)
+    graphs: dict[str, dict[str, Any]] = {}
+    parity: dict[str, Any] = {"samples": int(len(inputs)), "data": pdata.describe(),
+                              "thresholds": {"min_top1_off": config.min_top1_off, "min_top1_on": config.min_top1_on}}
+    payload: dict[str, bytes] = {}
+    accuracy: dict[str, Any] = {}
+    lines: list[str] = []
+
+    if config.int8:
+        assert student is not None
+        folded = fold_batchnorm(student)
+        traced = trace(student)
+        observers = insert_skip_observers(traced) if config.residual_qdq and config.target == "tensorrt" else {}
+        reference = _batched(traced.eval(), inputs)  # the student's own computation; also calibrates skips
+        skip_amax = {k: o.observed_amax for k, o in observers.items()} if observers else None
+        lowered = lower(folded, config.target, allow_requantize=config.allow_requantize, skip_amax=skip_amax)
+        model = to_onnx(lowered.module, example, config.opset)
+        check_model(model, "int8")
+        findings = lint_model(model, config.target)
+        errors = [f for f in findings if f.severity == "error"]
+        if errors:  # our own output breaking the rules is a bug: refuse to write it
+            raise ExportError(f"the int8 graph fails its own lint ({len(errors)} error(s)), first: {errors[0].line()}")
+        payload[INT8_FILE] = model.SerializeToString()
+        step = lowered.output_step.numpy() if lowered.output_step is not None else None
+        parity["int8"] = graph_parity(payload[INT8_FILE], inputs.numpy(), reference.numpy(), thresholds, step=step,
+                                      inspect_kernels=True, disabled_optimizers=TENSORRT_DISABLED_OPTIMIZERS
+                                      if config.target == "tensorrt" else ())
+        parity["int8"]["reference"] = "PyTorch fake-quant student"
+        parity["int8"]["output_step"] = ("input scale x weight scale of the quantized output layer"
+                                         if step is not None else None)
+        requantized = lowered.requantized
+        if requantized:
+            log(f"re-quantized {len(requantized)} grid(s) (--allow-requantize): " + "; ".join(requantized[:3]))
+        lint = summarize(findings)
+        if lint["warnings"]:
+            rules = sorted({f.rule for f in findings})
+            log(f"lint ({config.target}): {lint['warnings']} warning(s): {', '.join(rules)}")
+        graphs["int8"] = {
+            "file": INT8_FILE, "wbits": quant.wbits if quant else None, "abits": quant.abits if quant else None,
+            "target": config.target, "exact": not requantized and not lowered.skips,
+            "requantized": requantized, "residual_qdq": bool(lowered.skips),
+            "folded_batchnorms": len(folded.folded_bn),
+            "layers": [p.describe() for p in lowered.plans.values()],
+            "skips": {k: {"scale": v.scale} for k, v in lowered.skips.items()}, "lint": lint,
+        }
+        lines.append(summary_line("int8", parity["int8"]))
+        if pdata.labels is not None:
+            accuracy["pytorch_student"] = float((reference.argmax(1) == pdata.labels).float().mean())
+
+    fp_inputs = inputs[: config.fp32_parity_samples]
+    fp_reference = _batched(float_model, fp_inputs)
+    fp_model = to_onnx(float_model, example, config.opset)
+    check_model(fp_model, "fp32")
+    payload[FP32_FILE] = fp_model.SerializeToString()
+    parity["fp32"] = graph_parity(payload[FP32_FILE], fp_inputs.numpy(), fp_reference.numpy(), thresholds)
+    parity["fp32"]["reference"] = f"PyTorch float model ({float_source})"
+    graphs["fp32"] = {"file": FP32_FILE, "source": float_source,
+                      "lint": summarize(lint_model(fp_model, config.target))}
+    lines.insert(0, summary_line("fp32", parity["fp32"]))
+    if pdata.labels is not None:
+        accuracy["pytorch_float"] = float((fp_reference.argmax(1) == pdata.labels[: len(fp_inputs)]).float().mean())
+        accuracy["note"] = (f"top-1 on {len(inputs)} {pdata.split} images (float: first {len(fp_inputs)}); "
+                            "int8 ONNX accuracy is the student's within the parity figures")
+    parity["passed"] = all(parity[k]["passed"] for k in ("fp32", "int8") if k in parity)
+
+    manifest = {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": {k: model_meta[k] for k in ("name", "num_classes", "in_channels", "input_size") if k in model_meta},
+        "input": {"name": "input", "shape": ["batch", *shape[1:]], "dtype": "float32",
+                  "mean": list(mean or pdata.mean or []) or None, "std": list(std or pdata.std or []) or None,
+                  "layout": "NCHW"},
+        "output": {"name": "logits", "shape": ["batch", classes]},
+        "target": config.target, "opset": config.opset, "graphs": graphs,
+        "quant": to_dict(quant) if quant is not None else None,
+        **(provenance or {}),
+        "data": {"spec": pdata.spec, "name": pdata.name},
+        "parity": parity, "accuracy": accuracy or None, "versions": _versions(),
+    }
+    for line in lines:
+        log(line)
+    if not parity["passed"] and config.fail_on_parity_miss:
+        missed = [f"{g} ({lvl})" for g in ("fp32", "int8") if g in parity for lvl in ("off", "on")
+                  if not parity[g][lvl]["passed"]]
+        raise ExportError(f"parity below threshold for {', '.join(missed)}: {lines[-1]}; nothing was written "
+                          "(pass --no-parity-fail to write it anyway, marked as failed in the manifest, or change "
+                          "--min-top1-off/--min-top1-on)")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the export is an ordinary folder
+        for fname, data_bytes in payload.items():
+            (tmp / fname).write_bytes(data_bytes)
+            graphs["fp32" if fname == FP32_FILE else "int8"].update(
+                {"sha256": _sha256(tmp / fname), "bytes": len(data_bytes)})
+        manifest["graphs"] = {k: _ordered(graphs[k]) for k in ("fp32", "int8") if k in graphs}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        _commit(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    seconds = time.perf_counter() - start
+    log(f"wrote {out} in {seconds:.1f} s ({', '.join(sorted(payload))}, {MANIFEST_FILE})")
+    return ExportResult(out, manifest, seconds, lines)
+
+
+def _ordered(graph: dict[str, Any]) -> dict[str, Any]:
+    """file, sha256, bytes first (as in the interface), then the rest."""
+    head: dict[str, Any] = {k: graph[k] for k in ("file", "sha256", "bytes", "source", "wbits", "abits") if k in graph}
+    return {**head, **{k: v for k, v in graph.items() if k not in head}}
+
+
+def _load(load: Callable[..., dict[str, Any]], path: Path, **kwargs: Any) -> dict[str, Any]:
+    """``load_checkpoint``, with any unexpected unpickling error turned into a one-line CheckpointError."""
+    from ..errors import SqakdEdgeError
+
+    try:
+        return load(path, **kwargs)
+    except SqakdEdgeError:
+        raise
+    except Exception as exc:  # e.g. KeyError from torch.load on a short text file
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file ({type(exc).__name__}: "
+                              f"{str(exc)[:120]}); pass a .pt file written by 'sqakd-edge train'") from None
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, config: ExportConfig = ExportConfig(), *,
+                      teacher: str | Path | None = None, data: str | None = None, force: bool = False,
+                      log: Callable[[str], None] = print) -> ExportResult:
+    """Export a sqakd-edge checkpoint (``sqakd-edge export``).
+
+    Args:
+        checkpoint: a student checkpoint (or a float one, without ``config.int8``).
+        out_dir: the export directory.
+        config: what to write and how strictly to check it (``ExportConfig(int8=True)`` by default).
+        teacher: a float teacher checkpoint for ``model.fp32.onnx``; None: the student with quantizers off.
+        data: dataset spec for parity (must open); None: the checkpoint's data, else ``embedded``, else
+            seeded Gaussian inputs (noted in the manifest).
+        force: replace a non-empty ``out_dir``.
+        log: where progress lines go.
+
+    Returns:
+        What was written (``result.parity_line()`` is the one-line summary).
+
+    Raises:
+        CheckpointError: not a sqakd-edge checkpoint, or a float checkpoint with ``int8``.
+        ExportError: see :func:`export_model`.
+
+    Example:
+        >>> export_checkpoint("runs/w4a4/best.pt", "runs/w4a4/export", ExportConfig(target="tensorrt"))
+    """
+    from ..config import from_dict
+    from ..train.checkpoint import build_model_from_checkpoint, file_sha256, load_checkpoint
+
+    path = Path(checkpoint)
+    ckpt = _load(load_checkpoint, path)
+    if config.int8 and ckpt.get("kind") != "student":
+        raise CheckpointError(f"{path} holds a float model ('{ckpt.get('kind')}'); --int8 needs a quantized student "
+                              f"(train one with: sqakd-edge train --teacher {path} ...), or drop --int8")
+    model = build_model_from_checkpoint(ckpt)
+    meta = dict(ckpt["model"])
+    provenance: dict[str, Any] = {"checkpoint": {"file": str(path.resolve()), "sha256": file_sha256(path)}}
+    is_student = ckpt.get("kind") == "student"
+    float_model, source = (None, "student-float") if is_student else (model, "teacher")
+    if teacher is not None:
+        t_ckpt = _load(load_checkpoint, Path(teacher), kind="fp")
+        for key in ("num_classes", "in_channels"):
+            if t_ckpt["model"][key] != meta[key]:
+                raise CheckpointError(f"teacher {teacher} has {key} {t_ckpt['model'][key]} but the student has "
+                                      f"{meta[key]}; pass the student's own teacher")
+        float_model, source = build_model_from_checkpoint(t_ckpt), "teacher"
+        provenance["teacher"] = {"file": str(Path(teacher).resolve()), "sha256": file_sha256(teacher)}
+    data_meta = ckpt.get("data") or {}
+    fallbacks = tuple(dict.fromkeys(s for s in (data_meta.get("spec"), "embedded") if s))
+    quant = from_dict(QuantConfig, ckpt["quant"]) if is_student and ckpt.get("quant") else None
+    mean = tuple(data_meta["mean"]) if data_meta.get("mean") else None
+    std = tuple(data_meta["std"]) if data_meta.get("std") else None
+    return export_model(model if is_student else None, out_dir, config, model_meta=meta, float_model=float_model,
+                        float_source=source, quant=quant, data=data, data_fallbacks=fallbacks, mean=mean, std=std,
+                        provenance=provenance, force=force, log=log)

@@ -1,0 +1,379 @@
+"""Exact BatchNorm folding: BN goes into the per-channel weight scale and the bias, never into rounded weights.
+
+A quant conv computes ``conv(xq, s * q)`` with integer weights ``q`` and a weight scale ``s`` (per output
+channel or per tensor). A following BatchNorm (eval mode) multiplies output channel ``c`` by
+``f_c = gamma_c / sqrt(var_c + eps)`` and adds ``beta_c - mean_c * f_c``. Because ``f_c`` is per output
+channel it commutes with the convolution, so ``BN(conv(xq, s*q)) = conv(xq, (s*|f|) * (sign(f)*q)) + b'``:
+the integers stay integers (a negative ``gamma`` flips their sign), only the scale and the bias change.
+Per-tensor weight scales become per-channel scales here.
+
+Conv->BN pairs are found on a ``torch.fx`` trace of the model (quant layers and quantizers are leaves),
+which covers our registry models and torchvision's; a model fx cannot trace is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ..errors import ExportError
+from ..quant.modules import QuantConv2d, QuantLayer, QuantLinear
+from ..quant.quantizers import Quantizer
+
+# Conv/Linear types whose output a BatchNorm may be folded into.
+_CONV_TYPES = (nn.Conv2d, QuantConv2d)
+_BN_TYPES = (nn.BatchNorm2d,)
+
+
+class _LeafTracer(fx.Tracer):
+    """fx tracer that keeps quant layers, quantizers and folded layers as single calls.
+
+    Their forwards have data-dependent branches (first-batch initialisation) that fx cannot trace, and
+    export needs them as units anyway.
+    """
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if isinstance(m, (QuantLayer, Quantizer, FoldedQuantLayer)):
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+def trace(model: nn.Module) -> fx.GraphModule:
+    """A ``torch.fx`` GraphModule of ``model`` with quant layers as leaves.
+
+    Raises:
+        ExportError: when fx cannot trace the model's forward (e.g. data-dependent control flow).
+    """
+    try:
+        graph = _LeafTracer().trace(model)
+    except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError...)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ExportError(
+            f"torch.fx cannot trace {type(model).__name__} ({first}); export finds Conv->BatchNorm pairs and "
+            "residual Adds on an fx graph, so the model's forward must be fx-traceable (no data-dependent "
+            "Python control flow)"
+        ) from None
+    return fx.GraphModule(model, graph, class_name=type(model).__name__)
+
+
+class FoldedQuantLayer(nn.Module):
+    """A quant layer with its BatchNorm folded in: integer weights, per-channel scales, a float bias.
+
+    ``forward`` runs the original input quantizer, so it computes what the student computed (up to float
+    rounding of the folded scale and bias). Export reads ``weight_int``, ``weight_scale``, ``bias`` and the
+    quantizer's grid.
+
+    Attributes:
+        source: the quant layer's name in the student.
+        bn: the folded BatchNorm's name, or None.
+        wbits: the weight quantizer's bits.
+        act_quantizer: the student's input quantizer (shared, not copied).
+    """
+
+    weight_int: torch.Tensor
+    weight_scale: torch.Tensor
+    bias: torch.Tensor
+
+    def __init__(self, weight_int: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor,
+                 act_quantizer: Quantizer, *, source: str, bn: str | None, wbits: int, dead_channels: int) -> None:
+        super().__init__()
+        self.register_buffer("weight_int", weight_int.to(torch.int32))
+        self.register_buffer("weight_scale", weight_scale.to(torch.float32))
+        self.register_buffer("bias", bias.to(torch.float32))
+        self.act_quantizer = act_quantizer
+        self.source = source
+        self.bn = bn
+        self.wbits = wbits
+        self.dead_channels = dead_channels
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """``weight_scale * weight_int``, the scale broadcast over the output-channel axis 0."""
+        shape = [-1] + [1] * (self.weight_int.dim() - 1)
+        return self.weight_int.to(torch.float32) * self.weight_scale.reshape(shape)
+
+
+class ConvGeometry:
+    """A Conv2d's stride, padding, dilation, groups and padding mode, and the convolution they define."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        self.stride = conv.stride
+        self.padding = conv.padding
+        self.dilation = conv.dilation
+        self.groups = conv.groups
+        self.padding_mode = conv.padding_mode
+        self.reversed_padding = conv._reversed_padding_repeated_twice
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """The convolution with this geometry (``x`` already quantized)."""
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self.reversed_padding, mode=self.padding_mode)
+            return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class FoldedQuantConv2d(FoldedQuantLayer):
+    """A :class:`FoldedQuantLayer` computing a 2-D convolution."""
+
+    def __init__(self, conv: nn.Conv2d, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.geometry = ConvGeometry(conv)
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """The convolution with this layer's geometry (``x`` already quantized)."""
+        return self.geometry.conv(x, weight, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.act_quantizer(x), self.dequantized_weight(), self.bias)
+
+
+class FoldedQuantLinear(FoldedQuantLayer):
+    """A :class:`FoldedQuantLayer` computing a linear layer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.act_quantizer(x), self.dequantized_weight(), self.bias)
+
+
+@dataclass
+class FoldedModel:
+    """The result of :func:`fold_batchnorm`.
+
+    Attributes:
+        module: an fx GraphModule computing the student with BN folded (quant layers become
+            :class:`FoldedQuantLayer`, float Conv+BN become one float Conv).
+        quant_layers: name in ``module`` -> folded quant layer, in graph order.
+        folded_bn: names of the BatchNorms that were folded.
+    """
+
+    module: fx.GraphModule
+    quant_layers: dict[str, FoldedQuantLayer]
+    folded_bn: list[str]
+
+
+def _integer_weights(layer: QuantLayer, name: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The layer's integer weights and per-channel scale, checked against its fake-quant weights."""
+    grid = layer.weight_grid()
+    with torch.no_grad():
+        wq = layer.quantized_weight().detach().to(torch.float64)
+    q = grid.integers(wq).to(torch.float64)
+    scale = grid.scale.detach().to(torch.float64)
+    out_channels = wq.shape[0]
+    scale = scale.reshape(-1) if scale.dim() else scale.reshape(1)
+    if scale.numel() == 1:
+        scale = scale.expand(out_channels).clone()
+    shape = [-1] + [1] * (wq.dim() - 1)
+    err = (q * scale.reshape(shape) - wq).abs().max().item() if wq.numel() else 0.0
+    tol = 1e-4 * float(scale.max()) + 1e-12
+    if err > tol:  # the quantizer broke its own contract: a bug, not a user error, but say where
+        raise ExportError(f"layer {name}: the weight quantizer's values are not on the integer grid it states "
+                          f"(off by {err:.3g}); this is a bug in its grid(), please report it")
+    return q, scale, int(layer.weight_quantizer.bits)
+
+
+def _bn_factor(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(gamma/sqrt(var+eps), beta - mean*gamma/sqrt(var+eps))`` in float64."""
+    var = bn.running_var.detach().to(torch.float64)  # type: ignore[union-attr]
+    mean = bn.running_mean.detach().to(torch.float64)  # type: ignore[union-attr]
+    gamma = bn.weight.detach().to(torch.float64) if bn.weight is not None else torch.ones_like(var)
+    beta = bn.bias.detach().to(torch.float64) if bn.bias is not None else torch.zeros_like(var)
+    factor = gamma / torch.sqrt(var + bn.eps)
+    return factor, beta - mean * factor
+
+
+def fold_layer(layer: QuantLayer, bn: nn.BatchNorm2d | None, *, name: str, bn_name: str | None = None
+               ) -> FoldedQuantLayer:
+    """Fold ``bn`` (or nothing) into a quant Conv2d/Linear.
+
+    Args:
+        layer: a ``QuantConv2d`` or ``QuantLinear`` whose quantizers are initialised.
+        bn: the BatchNorm2d applied to its output (eval statistics), or None.
+        name: the layer's name, for messages.
+        bn_name: the BatchNorm's name, recorded in the result.
+
+    Returns:
+        The folded layer: integers ``sign(f)*q``, scale ``s*|f|``, bias ``beta - mean*f + bias*f``.
+        A channel whose folded scale is 0 (``gamma = 0``: a dead channel) gets integers 0 and the
+        smallest live scale, because TensorRT rejects zero scales.
+    """
+    q, scale, bits = _integer_weights(layer, name)
+    out_channels = q.shape[0]
+    conv_bias = layer.bias.detach().to(torch.float64) if layer.bias is not None else torch.zeros(out_channels,  # type: ignore[attr-defined]
+                                                                                                  dtype=torch.float64)
+    if bn is None:
+        factor = torch.ones(out_channels, dtype=torch.float64)
+        shift = torch.zeros(out_channels, dtype=torch.float64)
+    else:
+        factor, shift = _bn_factor(bn)
+    shape = [-1] + [1] * (q.dim() - 1)
+    q = q * torch.sign(factor).reshape(shape)
+    new_scale = scale * factor.abs()
+    bias = shift + conv_bias * factor
+    dead = (new_scale == 0) | ~torch.isfinite(new_scale)
+    if bool(dead.any()):
+        live = new_scale[~dead]
+        safe = float(live.min()) if live.numel() else 1.0
+        q[dead] = 0
+        new_scale = torch.where(dead, torch.full_like(new_scale, safe), new_scale)
+        bias = torch.where(torch.isfinite(bias), bias, torch.zeros_like(bias))
+    act_q = layer.act_quantizer
+    tensors = (q.round().to(torch.int32), new_scale.to(torch.float32), bias.to(torch.float32), act_q)
+    dead_count = int(dead.sum())
+    if isinstance(layer, QuantConv2d):
+        return FoldedQuantConv2d(layer, *tensors, source=name, bn=bn_name, wbits=bits, dead_channels=dead_count)
+    if isinstance(layer, QuantLinear):
+        return FoldedQuantLinear(*tensors, source=name, bn=bn_name, wbits=bits, dead_channels=dead_count)
+    raise ExportError(f"layer {name}: export supports QuantConv2d and QuantLinear, not {type(layer).__name__}")
+
+
+def set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
+    """Replace the submodule at dotted path ``target``."""
+    parent_name, _, attr = target.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, attr, module)
+
+
+def _module_calls(graph: fx.Graph) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            counts[str(node.target)] = counts.get(str(node.target), 0) + 1
+    return counts
+
+
+def fold_batchnorm(model: nn.Module) -> FoldedModel:
+    """Trace ``model`` and fold every BatchNorm2d that directly follows a Conv2d (quant or float).
+
+    The model is not modified (it is deep-copied; the folded layers share nothing with it).
+
+    Args:
+        model: the fake-quant student (quantizers initialised), or any float model.
+
+    Returns:
+        The folded model (eval mode).
+
+    Raises:
+        ExportError: a model fx cannot trace.
+    """
+    model = copy.deepcopy(model).eval()
+    gm = trace(model)
+    modules = dict(gm.named_modules())
+    calls = _module_calls(gm.graph)
+    folded_bn: list[str] = []
+    bn_of: dict[str, str] = {}
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not isinstance(modules[str(node.target)], _BN_TYPES):
+            continue
+        prev = node.args[0]
+        if not isinstance(prev, fx.Node) or prev.op != "call_module":
+            continue
+        conv = modules[str(prev.target)]
+        # Fold only a conv used once whose output feeds nothing but this BN.
+        if not isinstance(conv, _CONV_TYPES) or len(prev.users) != 1 or calls[str(prev.target)] != 1:
+            continue
+        bn_of[str(prev.target)] = str(node.target)
+        node.replace_all_uses_with(prev)
+        gm.graph.erase_node(node)
+    quant_layers: dict[str, FoldedQuantLayer] = {}
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        target = str(node.target)
+        layer = modules[target]
+        bn_name = bn_of.get(target)
+        bn = modules[bn_name] if bn_name else None
+        if isinstance(layer, QuantLayer):
+            folded = fold_layer(layer, bn, name=target, bn_name=bn_name)  # type: ignore[arg-type]
+            set_submodule(gm, target, folded)
+            quant_layers[target] = folded
+        elif bn is not None:
+            set_submodule(gm, target, torch.nn.utils.fusion.fuse_conv_bn_eval(layer, bn))  # type: ignore[arg-type]
+        if bn_name:
+            folded_bn.append(bn_name)
+    gm.graph.lint()
+    gm.recompile()
+    gm.delete_all_unused_submodules()
+    return FoldedModel(gm.eval(), quant_layers, folded_bn)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# graph helpers shared by lowering (residual Adds)
+# ----------------------------------------------------------------------------------------------------------
+
+_ADD_TARGETS = (operator.add, operator.iadd, torch.add)
+
+
+def is_add(node: fx.Node) -> bool:
+    """Whether ``node`` adds two tensors (``a + b``, ``a += b``, ``torch.add``, ``a.add(b)``)."""
+    if node.op == "call_function" and node.target in _ADD_TARGETS:
+        return len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args)
+    if node.op == "call_method" and node.target in ("add", "add_"):
+        return len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args)
+    return False
+
+
+def is_weighted_output(node: fx.Node, modules: dict[str, nn.Module], *, quantized_only: bool = False) -> bool:
+    """Whether ``node`` is the output of a Conv/Linear, possibly through a BatchNorm.
+
+    Args:
+        node: a graph node.
+        modules: the graph module's named modules.
+        quantized_only: count only quant layers (student or folded), not float ones.
+    """
+    if node.op != "call_module":
+        return False
+    m = modules[str(node.target)]
+    if isinstance(m, _BN_TYPES) and isinstance(node.args[0], fx.Node):
+        return is_weighted_output(node.args[0], modules, quantized_only=quantized_only)
+    if isinstance(m, (QuantLayer, FoldedQuantLayer)):
+        return True
+    return not quantized_only and isinstance(m, (nn.Conv2d, nn.Linear))
+
+
+def residual_skips(gm: fx.GraphModule, *, quantized_only: bool = False) -> Iterator[tuple[fx.Node, int]]:
+    """``(add_node, skip_arg_index)`` for every residual Add: one input from a weighted layer, one skip.
+
+    When both inputs come from weighted layers (a projection shortcut), the second is the skip (that is
+    how torchvision's and our blocks write ``out + identity``). Adds of two non-weighted tensors are not
+    residual Adds.
+
+    Args:
+        gm: a traced model.
+        quantized_only: only Adds whose weighted input is a quant layer (float convs need no skip Q/DQ).
+    """
+    modules = dict(gm.named_modules())
+    for node in gm.graph.nodes:
+        if not is_add(node):
+            continue
+        weighted = [is_weighted_output(a, modules, quantized_only=quantized_only) for a in node.args]
+        if weighted[0]:
+            yield node, 1
+        elif weighted[1]:
+            yield node, 0
+
+
+def is_nonnegative(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node``'s values are known to be >= 0 (a ReLU output, or a pooling/flatten of one)."""
+    if node.op == "call_module":
+        m = modules[str(node.target)]
+        if isinstance(m, (nn.ReLU, nn.ReLU6)):
+            return True
+        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten)):
+            return isinstance(node.args[0], fx.Node) and is_nonnegative(node.args[0], modules)
+        return False
+    if node.op == "call_function":
+        if node.target in (F.relu, torch.relu, F.relu6):
+            return True
+        if node.target in (F.adaptive_avg_pool2d, F.avg_pool2d, F.max_pool2d, F.adaptive_max_pool2d, torch.flatten):
+            return isinstance(node.args[0], fx.Node) and is_nonnegative(node.args[0], modules)
+        return False
+    if node.op == "call_method":
+        if node.target in ("relu", "relu_"):
+            return True
+        if node.target in ("flatten", "view", "reshape", "mean"):
+            return isinstance(node.args[0], fx.Node) and is_nonnegative(node.args[0], modules)
+    return False

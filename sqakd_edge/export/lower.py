@@ -1,0 +1,169 @@
+"""Lowering: the folded student becomes a module whose ONNX export is the QDQ graph for a target.
+
+Every quant layer computes ``conv(DQ(Q(x)), DQ(w_int8, per-channel scale)) + bias``; nothing else is
+quantized, except (TensorRT) the skip branch of a residual Add whose other input is a quant layer's
+output: TensorRT then fuses the Add into that conv (its recommended placement). The skip branch is float
+in the student, so that Q/DQ is the one place the graph is not bit-for-bit the student: it gets its own
+int8 scale covering the values seen on the calibration inputs (with headroom), and parity measures it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from .fold import (
+    FoldedModel,
+    FoldedQuantConv2d,
+    FoldedQuantLayer,
+    FoldedQuantLinear,
+    is_nonnegative,
+    residual_skips,
+    set_submodule,
+)
+from .plan import LayerPlan, plan_layers
+from .qdq import QDQ, ActQDQ, dequantize_weight
+
+# The skip-branch scale covers max|x| on the calibration inputs times this, so inputs a little beyond
+# what calibration saw are not clipped.
+SKIP_HEADROOM = 1.25
+
+
+class LoweredLayer(nn.Module):
+    """A quant layer as the exported graph computes it."""
+
+    weight_q: torch.Tensor
+    weight_scale: torch.Tensor
+    bias: torch.Tensor
+
+    def __init__(self, plan: LayerPlan, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.act = plan.act
+        self.register_buffer("weight_q", plan.weight_int.to(torch.int8))
+        self.register_buffer("weight_scale", plan.weight_scale.to(torch.float32))
+        self.register_buffer("bias", bias.to(torch.float32))
+
+
+class LoweredConv2d(LoweredLayer):
+    """Conv2d with an input Q/DQ and int8 weights."""
+
+    def __init__(self, plan: LayerPlan, folded: FoldedQuantConv2d) -> None:
+        super().__init__(plan, folded.bias)
+        self.geometry = folded.geometry
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.geometry.conv(self.act.apply(x), dequantize_weight(self.weight_q, self.weight_scale), self.bias)
+
+
+class LoweredLinear(LoweredLayer):
+    """Linear with an input Q/DQ and int8 weights."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.act.apply(x), dequantize_weight(self.weight_q, self.weight_scale), self.bias)
+
+
+@dataclass
+class Lowered:
+    """The lowered model and what it is made of.
+
+    Attributes:
+        module: the module to export (fx GraphModule).
+        plans: layer name -> plan.
+        skips: residual Add name -> skip-branch Q/DQ (TensorRT).
+        output_step: per-class logit step when the last layer is quantized (input scale x weight scale),
+            else None.
+    """
+
+    module: fx.GraphModule
+    plans: dict[str, LayerPlan]
+    skips: dict[str, ActQDQ] = field(default_factory=dict)
+    output_step: torch.Tensor | None = None
+
+    @property
+    def requantized(self) -> list[str]:
+        """``layer: note`` for every re-quantized grid."""
+        return [f"{name}: {note}" for name, p in self.plans.items() for note in p.requantized]
+
+
+def insert_skip_observers(gm: fx.GraphModule) -> dict[str, QDQ]:
+    """Put an observing :class:`QDQ` on the skip input of every residual Add whose other input is quantized.
+
+    Works on a traced student (quant layers) or a folded one; returns Add name -> observer. ``gm`` is
+    modified in place.
+    """
+    observers: dict[str, QDQ] = {}
+    for add, idx in list(residual_skips(gm, quantized_only=True)):
+        name = f"skip_qdq_{len(observers)}"
+        obs = QDQ()
+        gm.add_submodule(name, obs)
+        with gm.graph.inserting_before(add):
+            node = gm.graph.call_module(name, (add.args[idx],))
+        args = list(add.args)
+        args[idx] = node
+        add.args = tuple(args)
+        observers[add.name] = obs
+    gm.graph.lint()
+    gm.recompile()
+    return observers
+
+
+def skip_spec(amax: float) -> ActQDQ:
+    """The int8 Q/DQ of a skip branch whose values reached ``amax`` on the calibration inputs."""
+    scale = amax * SKIP_HEADROOM / 127 if amax > 0 else 1.0
+    return ActQDQ(scale, "int8", -128, 127)
+
+
+def lower(folded: FoldedModel, target: str, *, allow_requantize: bool = False,
+          skip_amax: dict[str, float] | None = None) -> Lowered:
+    """Build the module whose ONNX export is the QDQ graph.
+
+    Args:
+        folded: the BN-folded student.
+        target: ``tensorrt`` or ``onnxruntime``.
+        allow_requantize: re-quantize grids that do not fit (else refuse).
+        skip_amax: residual Add name -> max|skip input| on calibration data. With it (TensorRT), skip
+            branches get a Q/DQ; None leaves them float.
+
+    Returns:
+        The lowered model.
+
+    Raises:
+        ExportError: a grid that does not fit the target (see :func:`plan_layers`).
+    """
+    gm = fx.GraphModule(copy.deepcopy(folded.module), copy.deepcopy(folded.module.graph))
+    modules = dict(gm.named_modules())
+    nonneg: set[str] = set()
+    last_quant: str | None = None
+    for node in gm.graph.nodes:
+        if node.op == "call_module" and isinstance(modules[str(node.target)], FoldedQuantLayer):
+            arg = node.args[0]
+            if isinstance(arg, fx.Node) and is_nonnegative(arg, modules):
+                nonneg.add(str(node.target))
+        if node.op == "output":
+            out = node.args[0]
+            if isinstance(out, fx.Node) and out.op == "call_module" and str(out.target) in folded.quant_layers:
+                last_quant = str(out.target)
+    layers = {name: modules[name] for name in folded.quant_layers}
+    plans = plan_layers(layers, target, nonneg_inputs=nonneg, allow_requantize=allow_requantize)  # type: ignore[arg-type]
+    skips: dict[str, ActQDQ] = {}
+    if skip_amax is not None and target == "tensorrt":
+        for add_name, obs in insert_skip_observers(gm).items():
+            obs.spec = skips[add_name] = skip_spec(skip_amax.get(add_name, 0.0))
+    for name, plan in plans.items():
+        layer = modules[name]
+        if isinstance(layer, FoldedQuantConv2d):
+            set_submodule(gm, name, LoweredConv2d(plan, layer))
+        else:
+            assert isinstance(layer, FoldedQuantLinear)
+            set_submodule(gm, name, LoweredLinear(plan, layer.bias))
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    step = None
+    if last_quant is not None:
+        p = plans[last_quant]
+        step = p.weight_scale.to(torch.float64) * p.act.scale
+    return Lowered(gm.eval(), plans, skips, step)

@@ -1,0 +1,139 @@
+"""Every quantizer x bits x target exports, lints clean and passes parity.
+
+The fast subset runs ResNet-20 (the CI grid: 4 quantizers x {8, 4, 2} bits x both targets); the full grid
+over every registered model is marked ``slow``. Students are real small QAT runs, not random networks:
+a teacher is trained on a synthetic 10-class task (class prototypes plus noise), each student is
+QAT-trained from it for a few dozen steps, and parity runs on fresh samples of the same task. Random
+networks have near-tied logits, where any float noise flips top-1, which would test nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sqakd_edge.config import QuantConfig
+from sqakd_edge.export.api import ExportConfig, export_model
+from sqakd_edge.export.inputs import ParityData
+from sqakd_edge.models import create_model, list_models
+from sqakd_edge.quant import prepare_qat
+
+QUANTIZERS = ("pact", "lsq", "dorefa", "interval")
+BITS = (8, 4, 2)
+TARGETS = ("tensorrt", "onnxruntime")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@dataclass
+class Task:
+    """A synthetic classification task: ``prototype[label] + noise``."""
+
+    channels: int
+    size: int
+    classes: int = 10
+    noise: float = 0.7
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.gen = torch.Generator().manual_seed(self.seed)
+        self.prototypes = torch.randn(self.classes, self.channels, self.size, self.size, generator=self.gen)
+
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(0, self.classes, (n,), generator=self.gen)
+        x = self.prototypes[y] + self.noise * torch.randn(n, self.channels, self.size, self.size, generator=self.gen)
+        return x, y
+
+
+def fit(model: nn.Module, task: Task, steps: int, lr: float, batch: int = 64) -> nn.Module:
+    opt = torch.optim.Adam(model.parameters(), lr)
+    model.train()
+    for _ in range(steps):
+        x, y = task.batch(batch)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+class Zoo:
+    """Teachers and QAT students per model, built once per test module."""
+
+    def __init__(self) -> None:
+        self.teachers: dict[str, tuple[nn.Module, Task]] = {}
+        self.students: dict[tuple[str, str, int], nn.Module] = {}
+
+    def teacher(self, name: str) -> tuple[nn.Module, Task]:
+        if name not in self.teachers:
+            task = Task(channels=1, size=10)
+            torch.manual_seed(0)
+            self.teachers[name] = (fit(create_model(name, num_classes=task.classes, in_channels=1), task, 120, 1e-2),
+                                   task)
+        return self.teachers[name]
+
+    def student(self, name: str, quantizer: str, bits: int) -> tuple[nn.Module, Task]:
+        teacher, task = self.teacher(name)
+        key = (name, quantizer, bits)
+        if key not in self.students:
+            torch.manual_seed(1)
+            s = prepare_qat(teacher, QuantConfig(quantizer=quantizer, wbits=bits, abits=bits)).eval()
+            with torch.no_grad():
+                s(task.batch(64)[0])  # quantizers take their ranges from the first batch
+            self.students[key] = fit(s, task, 40, 1e-3, batch=32)
+        return self.students[key], task
+
+
+@pytest.fixture(scope="module")
+def zoo() -> Zoo:
+    return Zoo()
+
+
+def check_export(zoo: Zoo, tmp_path, name: str, quantizer: str, bits: int, target: str) -> None:
+    s, task = zoo.student(name, quantizer, bits)
+    x, y = task.batch(200)  # 200 inputs: the 99% "on" threshold tolerates 2 flips, the 99.9% "off" none
+    data = ParityData(x, y, None, "synthetic-prototypes", None)
+    meta = {"name": name, "num_classes": task.classes, "in_channels": task.channels, "input_size": task.size}
+    config = ExportConfig(target=target, parity_samples=200, fp32_parity_samples=16)
+    result = export_model(s, tmp_path / "out", config, model_meta=meta, parity_data=data,
+                          quant=QuantConfig(quantizer=quantizer, wbits=bits, abits=bits), log=lambda _m: None)
+    m = result.manifest
+    int8 = m["parity"]["int8"]
+    assert result.passed, result.parity_line()
+    assert int8["off"]["top1_agreement"] >= 0.999 and int8["on"]["top1_agreement"] >= 0.99
+    assert m["graphs"]["int8"]["exact"] is True and m["graphs"]["int8"]["requantized"] == []
+    lint = m["graphs"]["int8"]["lint"]
+    assert lint["errors"] == 0
+    # the only warnings allowed: float residual skips under TensorRT (exact by default; --residual-qdq trades)
+    assert {f["rule"] for f in lint["findings"]} <= ({"residual-add-skip"} if target == "tensorrt" else set())
+    if target == "onnxruntime":
+        # ORT's optimiser really turned convs into integer kernels (every conv whose output is re-quantized)
+        assert int8["on"]["kernels"]["integer"].get("QLinearConv", 0) >= 1
+    assert (tmp_path / "out" / "model.int8.onnx").stat().st_size == m["graphs"]["int8"]["bytes"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("quantizer", QUANTIZERS)
+def test_resnet20_grid(zoo, tmp_path, quantizer, bits, target):
+    check_export(zoo, tmp_path, "resnet20", quantizer, bits, target)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("quantizer", QUANTIZERS)
+@pytest.mark.parametrize("name", list_models())
+def test_full_grid(zoo, tmp_path, name, quantizer, bits, target):
+    check_export(zoo, tmp_path, name, quantizer, bits, target)

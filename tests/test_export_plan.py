@@ -1,0 +1,141 @@
+"""Grid fit: exact when the trained grid fits the target, refused (or re-quantized on request) when not;
+and the lowered module computes what its ONNX graph computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sqakd_edge.config import QuantConfig
+from sqakd_edge.errors import ExportError
+from sqakd_edge.export.fold import fold_batchnorm
+from sqakd_edge.export.lower import lower
+from sqakd_edge.export.onnx_io import to_onnx
+from sqakd_edge.export.parity import run, session
+from sqakd_edge.models import create_model
+from sqakd_edge.quant import iter_quant_layers, prepare_qat
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def student(quant: QuantConfig, seed: int = 0, size: int = 10) -> nn.Module:
+    torch.manual_seed(seed)
+    model = create_model("resnet20", num_classes=10, in_channels=1)
+    s = prepare_qat(model, quant).eval()
+    with torch.no_grad():
+        s(torch.randn(16, 1, size, size))
+    return s
+
+
+def layer(s: nn.Module, name: str = "layer1.0.conv1") -> nn.Module:
+    return dict(iter_quant_layers(s))[name]
+
+
+def test_affine_activation_is_refused_with_layer_reason_and_fix():
+    s = student(QuantConfig(quantizer="interval", wbits=4, abits=4, deployable=False))
+    with torch.no_grad():
+        layer(s, "layer2.1.conv2").act_quantizer.lower.fill_(-0.25)
+    folded = fold_batchnorm(s)
+    with pytest.raises(ExportError) as err:
+        lower(folded, "tensorrt")
+    msg = str(err.value)
+    assert "layer layer2.1.conv2" in msg and "non-zero lower bound" in msg
+    assert "--allow-requantize" in msg and "deployable=True" in msg
+    lowered = lower(folded, "tensorrt", allow_requantize=True)
+    plan = lowered.plans["layer2.1.conv2"]
+    assert plan.input_grid is None and plan.act.dtype == "int8" and (plan.act.qmin, plan.act.qmax) == (-127, 127)
+    assert plan.act.float_clip is not None and plan.act.float_clip[0] == pytest.approx(-0.25)
+    assert any("affine range" in note for note in lowered.requantized)
+
+
+def test_unsigned_8bit_activations_need_int8_safe_grid_under_tensorrt_only():
+    s = student(QuantConfig(quantizer="lsq", wbits=8, abits=8, deployable=False))
+    folded = fold_batchnorm(s)
+    with pytest.raises(ExportError, match=r"\[0, 255\] \(unsigned 8-bit\) does not fit TensorRT's signed int8"):
+        lower(folded, "tensorrt")
+    ort = lower(folded, "onnxruntime")  # uint8 holds [0, 255] exactly
+    plan = ort.plans["layer1.0.conv1"]
+    assert (plan.act.dtype, plan.act.qmin, plan.act.qmax, plan.act.int_clip) == ("uint8", 0, 255, False)
+    assert ort.requantized == []
+    trt = lower(folded, "tensorrt", allow_requantize=True)
+    plan = trt.plans["layer1.0.conv1"]
+    assert (plan.act.qmin, plan.act.qmax) == (0, 127)
+    assert plan.act.scale == pytest.approx(float(layer(s).input_grid().scale) * 255 / 127)
+
+
+def test_odd_8bit_weight_grid_needs_9_bits():
+    s = student(QuantConfig(quantizer="dorefa", wbits=8, abits=4, deployable=False))
+    folded = fold_batchnorm(s)
+    with pytest.raises(ExportError, match="without zero needs 9 bits"):
+        lower(folded, "onnxruntime")
+    lowered = lower(folded, "onnxruntime", allow_requantize=True)
+    w = lowered.plans["layer1.0.conv1"].weight_int
+    assert w.dtype == torch.int8 and int(w.abs().max()) <= 127
+
+
+def test_negative_gamma_turning_minus_128_into_plus_128_is_caught():
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10, in_channels=1)
+    with torch.no_grad():
+        model.layer1[0].conv1.weight[3, 0, 0, 0] = -100.0  # clamps to -128 on the 8-bit LSQ grid
+        model.layer1[0].bn1.weight[3] = -1.0
+    s = prepare_qat(model, QuantConfig(quantizer="lsq", wbits=8, abits=8)).eval()
+    with torch.no_grad():
+        s(torch.randn(8, 1, 10, 10))
+    folded = fold_batchnorm(s)
+    assert int(folded.quant_layers["layer1.0.conv1"].weight_int[3].max()) == 128
+    with pytest.raises(ExportError, match=r"BatchNorm layer1.0.bn1 has a negative gamma on channel\(s\) \[3\]"):
+        lower(folded, "tensorrt")
+    assert int(lower(folded, "tensorrt", allow_requantize=True).plans["layer1.0.conv1"].weight_int.max()) == 127
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_int8_headroom_keeps_weight_values(bits):
+    s = student(QuantConfig(quantizer="lsq", wbits=bits, abits=bits))
+    folded = fold_batchnorm(s)
+    plan = lower(folded, "onnxruntime").plans["layer2.0.conv1"]
+    src = folded.quant_layers["layer2.0.conv1"]
+    want = src.weight_int.double() * src.weight_scale.double().reshape(-1, 1, 1, 1)
+    got = plan.weight_int.double() * plan.weight_scale.double().reshape(-1, 1, 1, 1)
+    assert torch.allclose(got, want, rtol=1e-6, atol=0)
+    if bits < 8:  # low-bit integers spread over int8: finer int32 bias grid for integer kernels
+        assert int(plan.weight_int.abs().max()) > 2 ** (bits - 1)
+    assert int(plan.weight_int.abs().max()) <= 127
+
+
+def test_activation_specs_per_target():
+    s = student(QuantConfig(quantizer="pact", wbits=4, abits=4))
+    folded = fold_batchnorm(s)
+    trt = lower(folded, "tensorrt").plans["layer1.0.conv1"].act
+    ort = lower(folded, "onnxruntime").plans["layer1.0.conv1"].act
+    scale = float(layer(s).input_grid().scale)
+    assert (trt.dtype, trt.qmin, trt.qmax) == ("int8", 0, 15)
+    assert trt.float_clip == pytest.approx((0.0, 15 * scale)) and not trt.int_clip
+    assert (ort.dtype, ort.qmin, ort.qmax, ort.float_clip, ort.int_clip) == ("uint8", 0, 15, None, True)
+    s8 = student(QuantConfig(quantizer="lsq", wbits=8, abits=8))  # [0, 127] after a ReLU: Q alone is exact
+    assert lower(fold_batchnorm(s8), "tensorrt").plans["layer1.0.conv1"].act.float_clip is None
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "onnxruntime"])
+@pytest.mark.parametrize("quant", [("pact", 4), ("lsq", 2), ("dorefa", 8), ("interval", 4)])
+def test_lowered_module_is_what_onnxruntime_computes_without_optimisations(target, quant):
+    q = QuantConfig(quantizer=quant[0], wbits=quant[1], abits=quant[1], act_sign="auto")
+    s = student(q, seed=3)
+    lowered = lower(fold_batchnorm(s), target)
+    x = torch.randn(8, 1, 10, 10)
+    model = to_onnx(lowered.module, x[:1], 13)
+    got = run(session(model.SerializeToString(), "off"), x.numpy())
+    with torch.no_grad():
+        want = lowered.module(x).numpy()
+    # a semantic mismatch (a missing clip, a wrong integer type) changes most logits; float noise may flip a
+    # rare rounding tie on another CPU, so allow a few elements off
+    close = np.isclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+    assert close.mean() >= 0.95, f"{(~close).sum()} of {close.size} logits differ"

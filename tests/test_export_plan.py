@@ -18,14 +18,6 @@ from sqakd_edge.models import create_model
 from sqakd_edge.quant import iter_quant_layers, prepare_qat
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def student(quant: QuantConfig, seed: int = 0, size: int = 10) -> nn.Module:
     torch.manual_seed(seed)
     model = create_model("resnet20", num_classes=10, in_channels=1)

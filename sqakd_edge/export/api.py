@@ -56,6 +56,8 @@ class ExportConfig:
         min_top1_off: minimum top-1 agreement with ORT optimisations off.
         min_top1_on: minimum top-1 agreement with ORT optimisations on.
         fail_on_parity_miss: raise (and write nothing) when parity misses a threshold.
+        threads: CPU threads for the PyTorch and ONNX Runtime runs of the parity check (0: their defaults).
+            On a shared machine, 1 avoids threads spinning against other processes.
     """
 
     int8: bool = True
@@ -63,12 +65,13 @@ class ExportConfig:
     opset: int = 13
     input_shape: tuple[int, int, int, int] | None = None
     parity_samples: int = 256
-    fp32_parity_samples: int = 64
+    fp32_parity_samples: int = 32
     allow_requantize: bool = False
     residual_qdq: bool = False
     min_top1_off: float = 0.999
     min_top1_on: float = 0.99
     fail_on_parity_miss: bool = True
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -85,6 +88,8 @@ class ExportConfig:
         for name in ("parity_samples", "fp32_parity_samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0: the libraries' defaults), got {self.threads}")
         for name in ("min_top1_off", "min_top1_on"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -206,13 +211,42 @@ def _check_input_shape(model: nn.Module, shape: tuple[int, int, int, int], num_c
                           f"({shape[0]}, {num_classes})")
 
 
-def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportConfig = ExportConfig(), *,
+def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportConfig = ExportConfig(),
+                 **kwargs: Any) -> ExportResult:
+    """Export models already in memory (what :func:`export_checkpoint` calls after loading).
+
+    Args:
+        student: the fake-quant student (quantizers initialised), or None for a float-only export.
+        out_dir: the export directory to write.
+        config: what to write and how strictly to check it.
+        **kwargs: see :func:`_export_model` (``model_meta`` is required).
+
+    Returns:
+        What was written.
+
+    Raises:
+        ExportError: a grid that does not fit, a model the exporter or checker rejects, lint errors in our
+            own output, an unwritable or occupied ``out_dir``, or a parity miss (with
+            ``fail_on_parity_miss``).
+        ConfigError: an inconsistent request (``int8`` without a student).
+        DataError: ``data`` that cannot be opened or does not fit the model.
+    """
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _export_model(student, out_dir, config, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _export_model(student: nn.Module | None, out_dir: str | Path, config: ExportConfig = ExportConfig(), *,
                  model_meta: dict[str, Any], float_model: nn.Module | None = None, float_source: str = "teacher",
                  quant: QuantConfig | None = None, data: str | None = None, data_fallbacks: tuple[str, ...] = (),
                  mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
                  provenance: dict[str, Any] | None = None, parity_data: ParityData | None = None,
                  force: bool = False, log: Callable[[str], None] = print) -> ExportResult:
-    """Export models already in memory (what :func:`export_checkpoint` calls after loading).
+    """The body of :func:`export_model`.
 
     Args:
         student: the fake-quant student (quantizers initialised), or None for a float-only export.
@@ -267,7 +301,17 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
         student = student.eval()
         _check_input_shape(student, shape, classes, name)
     thresholds = ParityThresholds(config.min_top1_off, config.min_top1_on)
+    timings: dict[str, float] = {}
+    last = [time.perf_counter()]
+
+    def lap(stage: str) -> None:
+        now = time.perf_counter()
+        timings[stage] = round(timings.get(stage, 0.0) + now - last[0], 3)
+        last[0] = now
+
+    lap("load_models")
     pdata = parity_data or load_parity_data(data, config.parity_samples, shape[1:], fallbacks=data_fallbacks)
+    lap("load_data")
     if pdata.note:
         log(f"note: {pdata.note}")
     inputs = pdata.inputs
@@ -284,7 +328,9 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
         folded = fold_batchnorm(student)
         traced = trace(student)
         observers = insert_skip_observers(traced) if config.residual_qdq and config.target == "tensorrt" else {}
+        lap("fold_trace")
         reference = _batched(traced.eval(), inputs)  # the student's own computation; also calibrates skips
+        lap("int8_reference")
         skip_amax = {k: o.observed_amax for k, o in observers.items()} if observers else None
         lowered = lower(folded, config.target, allow_requantize=config.allow_requantize, skip_amax=skip_amax)
         model = to_onnx(lowered.module, example, config.opset)
@@ -294,10 +340,12 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
         if errors:  # our own output breaking the rules is a bug: refuse to write it
             raise ExportError(f"the int8 graph fails its own lint ({len(errors)} error(s)), first: {errors[0].line()}")
         payload[INT8_FILE] = model.SerializeToString()
+        lap("int8_lower_export_check_lint")
         step = lowered.output_step.numpy() if lowered.output_step is not None else None
         parity["int8"] = graph_parity(payload[INT8_FILE], inputs.numpy(), reference.numpy(), thresholds, step=step,
                                       inspect_kernels=True, disabled_optimizers=TENSORRT_DISABLED_OPTIMIZERS
-                                      if config.target == "tensorrt" else ())
+                                      if config.target == "tensorrt" else (), threads=config.threads)
+        lap("int8_parity")
         parity["int8"]["reference"] = "PyTorch fake-quant student"
         parity["int8"]["output_step"] = ("input scale x weight scale of the quantized output layer"
                                          if step is not None else None)
@@ -325,8 +373,11 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
     fp_model = to_onnx(float_model, example, config.opset)
     check_model(fp_model, "fp32")
     payload[FP32_FILE] = fp_model.SerializeToString()
-    parity["fp32"] = graph_parity(payload[FP32_FILE], fp_inputs.numpy(), fp_reference.numpy(), thresholds)
+    lap("fp32_reference_export_check")
+    parity["fp32"] = graph_parity(payload[FP32_FILE], fp_inputs.numpy(), fp_reference.numpy(), thresholds,
+                                  threads=config.threads)
     parity["fp32"]["reference"] = f"PyTorch float model ({float_source})"
+    lap("fp32_parity")
     graphs["fp32"] = {"file": FP32_FILE, "source": float_source,
                       "lint": summarize(lint_model(fp_model, config.target))}
     lines.insert(0, summary_line("fp32", parity["fp32"]))
@@ -349,6 +400,7 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
         **(provenance or {}),
         "data": {"spec": pdata.spec, "name": pdata.name},
         "parity": parity, "accuracy": accuracy or None, "versions": _versions(),
+        "timings_s": timings,
     }
     for line in lines:
         log(line)

@@ -131,7 +131,7 @@ def kernel_counts(optimized_model_path: str) -> dict[str, Any]:
 
 def graph_parity(model_bytes: bytes, inputs: np.ndarray, reference: np.ndarray, thresholds: ParityThresholds, *,
                  step: np.ndarray | None = None, inspect_kernels: bool = False,
-                 disabled_optimizers: tuple[str, ...] = ()) -> dict[str, Any]:
+                 disabled_optimizers: tuple[str, ...] = (), threads: int = 0) -> dict[str, Any]:
     """Parity of one graph with optimisations off and on.
 
     Args:
@@ -142,6 +142,7 @@ def graph_parity(model_bytes: bytes, inputs: np.ndarray, reference: np.ndarray, 
         step: per-class output step, if the output is quantized.
         inspect_kernels: dump the optimised model and count integer vs float conv kernels.
         disabled_optimizers: ORT transformers left out of the ``on`` run (recorded in the result).
+        threads: ORT intra-op threads (0: its default).
 
     Returns:
         ``{"off": {...}, "on": {...}, "passed": bool}``; each level carries its threshold and ``passed``.
@@ -154,7 +155,7 @@ def graph_parity(model_bytes: bytes, inputs: np.ndarray, reference: np.ndarray, 
             os.close(fd)
         try:
             off = disabled_optimizers if level == "on" else ()
-            sess = session(model_bytes, level, optimized_path=dump, disabled_optimizers=off)
+            sess = session(model_bytes, level, optimized_path=dump, disabled_optimizers=off, threads=threads)
             stats = compare(reference, run(sess, inputs), step)
             if dump:
                 stats["kernels"] = kernel_counts(dump)

@@ -83,6 +83,33 @@ def run_demo(out_dir: str | Path, *, data: str = "embedded", model: str = "resne
         result.rows.append({"model": label, "test_acc": row.get("test_acc"),
                             "size_bytes": model_size_bytes(build_model_from_checkpoint(ckpt)),
                             "checkpoint": str(fit_result.best_path)})
+
+    log("[3/4] export: INT8 QDQ ONNX for TensorRT (export/) and for ONNX Runtime on CPUs (export-cpu/), "
+        "each checked against PyTorch")
+    start = time.perf_counter()
+    from .export.api import ExportConfig, export_checkpoint
+
+    for folder, target in (("export", "tensorrt"), ("export-cpu", "onnxruntime")):
+        exported = export_checkpoint(student.best_path, out / folder, ExportConfig(int8=True, target=target),
+                                     teacher=teacher.best_path, data=data, force=force, log=log)
+        result.parity[target] = {"line": exported.parity_line(), **exported.manifest.get("parity", {})}
+        log(f"  {target}: {result.parity[target]['line']}")
+    result.seconds["export"] = time.perf_counter() - start
+
+    log("[4/4] bench on this CPU with ONNX Runtime: FP32 (teacher) vs INT8 (student), batch 1 and 32")
+    start = time.perf_counter()
+    from .bench.api import run_bench
+    from .bench.settings import BenchConfig
+
+    run = run_bench(out / "export-cpu", BenchConfig(batches=(1, 32), warmup_iters=5, iters=None, duration_s=8.0,
+                                                      data=data, data_limit=1000),
+                    out=out / "bench", show_progress=progress)
+    result.bench = {"results": str(run.out_dir / "results.json"), "report": str(run.out_dir / "report.md"),
+                    "plot": str(run.out_dir / "latency.png"), "speedups": run.document["speedups"],
+                    "latency": {f"{r['name']}@{r['batch']}": r["latency_ms"]["median"]
+                                for r in run.document["results"]},
+                    "accuracy": {m["name"]: m["accuracy"] for m in run.document["models"] if m.get("accuracy")}}
+    result.seconds["bench"] = time.perf_counter() - start
     _write_summary(result)
     return result
 
@@ -101,6 +128,25 @@ def format_summary(result: DemoResult) -> str:
     for row in result.rows:
         acc = f"{row['test_acc'] * 100:.2f}%" if row.get("test_acc") is not None else "n/a"
         lines.append(f"{row['model']:<34} {acc:>9} {row['size_bytes'] / 1024:>8.1f} KB")
+    if result.parity:
+        lines.append("")
+        lines.extend(f"parity, {target} graph: {parity['line']}" for target, parity in result.parity.items())
+    if result.bench:
+        lines.append("")
+        lines.append(f"{'ONNX Runtime, this CPU':<28} {'FP32 ms':>9} {'INT8 ms':>9} {'speed-up (95% CI)':>22}")
+        lat = result.bench["latency"]
+        for sp in result.bench["speedups"]:
+            if sp["baseline"] != "fp32" or sp["candidate"] != "int8":
+                continue
+            b = sp["batch"]
+            ci = f"{sp['ratio']:.2f}x [{sp['ci95'][0]:.2f}-{sp['ci95'][1]:.2f}]" + ("" if sp["trustworthy"] else " !")
+            lines.append(f"{'batch ' + str(b):<28} {lat.get(f'fp32@{b}', float('nan')):>9.2f} "
+                         f"{lat.get(f'int8@{b}', float('nan')):>9.2f} {ci:>22}")
+        acc = result.bench.get("accuracy", {})
+        if acc:
+            lines.append("top-1 of the graphs on the test split: " + ", ".join(
+                f"{name} {100 * a['top1']:.2f}%" for name, a in acc.items()))
+        lines.append(f"report: {result.bench['report']}  plot: {result.bench['plot']}")
     total = sum(result.seconds.values())
     lines.append(f"time: {total:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items()) + ")")
     return "\n".join(lines)

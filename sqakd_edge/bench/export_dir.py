@@ -52,8 +52,9 @@ class ExportBundle:
         mean: per-channel normalisation mean the graph expects.
         std: per-channel normalisation std.
         num_classes: size of the logits.
-        checkpoint: the checkpoint the graphs came from, as the manifest names it (it may be
-            missing on this machine; callers check).
+        checkpoint: the checkpoint of the float model behind ``model.fp32.onnx`` (the teacher when
+            the manifest names one, else the student's, run with its quantizers off), as the manifest
+            names it; it may be missing on this machine (callers check).
     """
 
     directory: Path
@@ -137,7 +138,9 @@ def load_export_dir(directory: str | Path) -> ExportBundle:
     shape = _field(manifest, "input", "shape", path=manifest_path)
     if not isinstance(shape, list) or len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
         raise ExportError(f"{manifest_path}: input.shape must be [batch, C, H, W], got {shape!r}")
-    checkpoint = manifest.get("checkpoint") or {}
+    # The eager baseline is the float model the FP32 graph came from: the teacher if it was exported.
+    float_source = (manifest.get("graphs", {}).get("fp32") or {}).get("source")
+    checkpoint = (manifest.get("teacher") if float_source == "teacher" else None) or manifest.get("checkpoint") or {}
     ckpt_path = Path(checkpoint["file"]) if isinstance(checkpoint, dict) and checkpoint.get("file") else None
     return ExportBundle(
         directory=root,

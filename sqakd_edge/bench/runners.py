@@ -249,7 +249,10 @@ class TorchRunner(Runner):
 
 
 def checkpoint_loader(path: Path) -> Callable[[], Any]:
-    """A loader for :class:`TorchRunner` that rebuilds the model of an sqakd-edge checkpoint.
+    """A loader for :class:`TorchRunner` that rebuilds the float model of an sqakd-edge checkpoint.
+
+    A student checkpoint gives its float counterpart (same weights, plain layers): the eager baseline is
+    the FP32 model a paper user runs, not the slower fake-quant simulation.
 
     Args:
         path: the checkpoint file.
@@ -259,8 +262,9 @@ def checkpoint_loader(path: Path) -> Callable[[], Any]:
     """
 
     def load() -> Any:
+        from ..quant import to_float
         from ..train.checkpoint import build_model_from_checkpoint, load_checkpoint
 
-        return build_model_from_checkpoint(load_checkpoint(path))
+        return to_float(build_model_from_checkpoint(load_checkpoint(path))).eval()
 
     return load

@@ -223,7 +223,10 @@ def test_parity_runs_on_the_checkpoints_data_or_says_what_it_used(ckpts, tmp_pat
     data = m["parity"]["data"]  # no --data: the data the checkpoint was trained on, its test split
     assert (data["spec"], data["split"], data["labelled"], data["samples"]) == ("embedded", "test", True, 64)
     assert m["data"] == {"spec": "embedded", "name": "fashion-mnist-embedded"}
-    assert m["accuracy"]["pytorch_student"] > 0.5  # a trained student on real images
+    acc = m["accuracy"]["int8"]  # a trained student on real images; the graphs' accuracy beside the model's
+    assert acc["samples"] == 64 and acc["pytorch_student"] > 0.5
+    assert abs(acc["onnx_opt_off"] - acc["pytorch_student"]) <= 1 / 64
+    assert m["accuracy"]["fp32"]["source"] == "student-float" and m["accuracy"]["fp32"]["samples"] == 32
     res = invoke("export", ckpts["w4a4"], "--int8", "--data", "cifar10:/nonexistent", "--out", tmp_path / "f")
     assert "cifar" in one_line_error(res).lower() and not (tmp_path / "f").exists()
     ckpt = torch.load(ckpts["w4a4"], weights_only=True)

@@ -192,6 +192,10 @@ def _commit(tmp: Path, out_dir: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def _top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(1) == labels).float().mean())
+
+
 def _batched(model: nn.Module, inputs: torch.Tensor, batch: int = 64) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([model(inputs[i:i + batch]) for i in range(0, len(inputs), batch)]).float()
@@ -321,6 +325,7 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
                               "thresholds": {"min_top1_off": config.min_top1_off, "min_top1_on": config.min_top1_on}}
     payload: dict[str, bytes] = {}
     accuracy: dict[str, Any] = {}
+    labels = pdata.labels.numpy() if pdata.labels is not None else None
     lines: list[str] = []
 
     if config.int8:
@@ -344,7 +349,7 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
         step = lowered.output_step.numpy() if lowered.output_step is not None else None
         parity["int8"] = graph_parity(payload[INT8_FILE], inputs.numpy(), reference.numpy(), thresholds, step=step,
                                       inspect_kernels=True, disabled_optimizers=TENSORRT_DISABLED_OPTIMIZERS
-                                      if config.target == "tensorrt" else (), threads=config.threads)
+                                      if config.target == "tensorrt" else (), threads=config.threads, labels=labels)
         lap("int8_parity")
         parity["int8"]["reference"] = "PyTorch fake-quant student"
         parity["int8"]["output_step"] = ("input scale x weight scale of the quantized output layer"
@@ -366,7 +371,9 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
         }
         lines.append(summary_line("int8", parity["int8"]))
         if pdata.labels is not None:
-            accuracy["pytorch_student"] = float((reference.argmax(1) == pdata.labels).float().mean())
+            accuracy["int8"] = {"samples": len(inputs), "pytorch_student": _top1(reference, pdata.labels),
+                                "onnx_opt_off": parity["int8"]["off"]["top1_accuracy"],
+                                "onnx_opt_on": parity["int8"]["on"]["top1_accuracy"]}
 
     fp_inputs = inputs[: config.fp32_parity_samples]
     fp_reference = _batched(float_model, fp_inputs)
@@ -374,17 +381,20 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
     check_model(fp_model, "fp32")
     payload[FP32_FILE] = fp_model.SerializeToString()
     lap("fp32_reference_export_check")
+    fp_labels = labels[: len(fp_inputs)] if labels is not None else None
     parity["fp32"] = graph_parity(payload[FP32_FILE], fp_inputs.numpy(), fp_reference.numpy(), thresholds,
-                                  threads=config.threads)
+                                  threads=config.threads, labels=fp_labels)
     parity["fp32"]["reference"] = f"PyTorch float model ({float_source})"
     lap("fp32_parity")
     graphs["fp32"] = {"file": FP32_FILE, "source": float_source,
                       "lint": summarize(lint_model(fp_model, config.target))}
     lines.insert(0, summary_line("fp32", parity["fp32"]))
     if pdata.labels is not None:
-        accuracy["pytorch_float"] = float((fp_reference.argmax(1) == pdata.labels[: len(fp_inputs)]).float().mean())
-        accuracy["note"] = (f"top-1 on {len(inputs)} {pdata.split} images (float: first {len(fp_inputs)}); "
-                            "int8 ONNX accuracy is the student's within the parity figures")
+        accuracy["fp32"] = {"samples": len(fp_inputs), "source": float_source,
+                            "pytorch": _top1(fp_reference, pdata.labels[: len(fp_inputs)]),
+                            "onnx_opt_off": parity["fp32"]["off"]["top1_accuracy"],
+                            "onnx_opt_on": parity["fp32"]["on"]["top1_accuracy"]}
+        accuracy["data"] = f"{pdata.name} ({pdata.split} split): top-1 on the parity inputs"
     parity["passed"] = all(parity[k]["passed"] for k in ("fp32", "int8") if k in parity)
 
     manifest = {

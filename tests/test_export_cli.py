@@ -237,3 +237,11 @@ def test_parity_runs_on_the_checkpoints_data_or_says_what_it_used(ckpts, tmp_pat
     assert res.exit_code == 0, res.output  # falls back to the embedded set (channels fit) and says why
     data = json.loads((tmp_path / "g" / "manifest.json").read_text())["parity"]["data"]
     assert data["spec"] == "embedded" and "folder:/data/that/is/elsewhere" in data["note"]
+
+
+def test_float_checkpoint_exports_its_float_graph(ckpts, tmp_path):
+    res = invoke("export", ckpts["teacher"], "--out", tmp_path / "t", "--parity-samples", 8)
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    assert list(m["graphs"]) == ["fp32"] and m["graphs"]["fp32"]["source"] == "teacher" and m["quant"] is None
+    assert m["parity"]["fp32"]["off"]["max_abs_dlogit"] < 1e-3

@@ -244,6 +244,68 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
         torch.set_num_threads(threads)
 
 
+@dataclass
+class _Int8Graph:
+    model: bytes
+    graph: dict[str, Any]
+    parity: dict[str, Any]
+    accuracy: dict[str, Any] | None
+
+
+def _int8_graph(student: nn.Module, config: ExportConfig, example: torch.Tensor, pdata: ParityData,
+                thresholds: Any, quant: QuantConfig | None, lap: Callable[[str], None],
+                log: Callable[[str], None]) -> _Int8Graph:
+    """Fold, plan, lower, export, check and lint the QDQ graph, then run its parity check."""
+    from .fold import fold_batchnorm, trace
+    from .lint import lint_model, summarize
+    from .lower import insert_skip_observers, lower
+    from .onnx_io import check_model, to_onnx
+    from .parity import TENSORRT_DISABLED_OPTIMIZERS, graph_parity
+
+    folded = fold_batchnorm(student)
+    traced = trace(student)
+    observers = insert_skip_observers(traced) if config.residual_qdq and config.target == "tensorrt" else {}
+    lap("fold_trace")
+    reference = _batched(traced.eval(), pdata.inputs)  # the student's own computation; also calibrates skips
+    lap("int8_reference")
+    skip_amax = {k: o.observed_amax for k, o in observers.items()} if observers else None
+    lowered = lower(folded, config.target, allow_requantize=config.allow_requantize, skip_amax=skip_amax)
+    model = to_onnx(lowered.module, example, config.opset)
+    check_model(model, "int8")
+    findings = lint_model(model, config.target)
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:  # our own output breaking the rules is a bug: refuse to write it
+        raise ExportError(f"the int8 graph fails its own lint ({len(errors)} error(s)), first: {errors[0].line()}")
+    data = model.SerializeToString()
+    lap("int8_lower_export_check_lint")
+    step = lowered.output_step.numpy() if lowered.output_step is not None else None
+    labels = pdata.labels.numpy() if pdata.labels is not None else None
+    disabled = TENSORRT_DISABLED_OPTIMIZERS if config.target == "tensorrt" else ()
+    parity = graph_parity(data, pdata.inputs.numpy(), reference.numpy(), thresholds, step=step, inspect_kernels=True,
+                          disabled_optimizers=disabled, threads=config.threads, labels=labels)
+    lap("int8_parity")
+    parity["reference"] = "PyTorch fake-quant student"
+    parity["output_step"] = "input scale x weight scale of the quantized output layer" if step is not None else None
+    requantized = lowered.requantized
+    if requantized:
+        log(f"re-quantized {len(requantized)} grid(s) (--allow-requantize): " + "; ".join(requantized[:3]))
+    lint = summarize(findings)
+    if lint["warnings"]:
+        log(f"lint ({config.target}): {lint['warnings']} warning(s): {', '.join(sorted({f.rule for f in findings}))}")
+    graph = {
+        "file": INT8_FILE, "wbits": quant.wbits if quant else None, "abits": quant.abits if quant else None,
+        "target": config.target, "exact": not requantized and not lowered.skips,
+        "requantized": requantized, "residual_qdq": bool(lowered.skips), "folded_batchnorms": len(folded.folded_bn),
+        "layers": [p.describe() for p in lowered.plans.values()],
+        "skips": {k: {"scale": v.scale} for k, v in lowered.skips.items()}, "lint": lint,
+    }
+    accuracy = None
+    if pdata.labels is not None:
+        accuracy = {"samples": len(pdata.inputs), "pytorch_student": _top1(reference, pdata.labels),
+                    "onnx_opt_off": parity["off"]["top1_accuracy"], "onnx_opt_on": parity["on"]["top1_accuracy"]}
+    return _Int8Graph(data, graph, parity, accuracy)
+
+
 def _export_model(student: nn.Module | None, out_dir: str | Path, config: ExportConfig = ExportConfig(), *,
                  model_meta: dict[str, Any], float_model: nn.Module | None = None, float_source: str = "teacher",
                  quant: QuantConfig | None = None, data: str | None = None, data_fallbacks: tuple[str, ...] = (),
@@ -280,12 +342,10 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
         DataError: ``data`` that cannot be opened or does not fit the model.
     """
     from ..quant import to_float
-    from .fold import fold_batchnorm, trace
     from .inputs import load_parity_data
     from .lint import lint_model, summarize
-    from .lower import insert_skip_observers, lower
     from .onnx_io import check_model, to_onnx
-    from .parity import TENSORRT_DISABLED_OPTIMIZERS, ParityThresholds, graph_parity, summary_line
+    from .parity import ParityThresholds, graph_parity, summary_line
 
     start = time.perf_counter()
     out = Path(out_dir)
@@ -330,50 +390,11 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
 
     if config.int8:
         assert student is not None
-        folded = fold_batchnorm(student)
-        traced = trace(student)
-        observers = insert_skip_observers(traced) if config.residual_qdq and config.target == "tensorrt" else {}
-        lap("fold_trace")
-        reference = _batched(traced.eval(), inputs)  # the student's own computation; also calibrates skips
-        lap("int8_reference")
-        skip_amax = {k: o.observed_amax for k, o in observers.items()} if observers else None
-        lowered = lower(folded, config.target, allow_requantize=config.allow_requantize, skip_amax=skip_amax)
-        model = to_onnx(lowered.module, example, config.opset)
-        check_model(model, "int8")
-        findings = lint_model(model, config.target)
-        errors = [f for f in findings if f.severity == "error"]
-        if errors:  # our own output breaking the rules is a bug: refuse to write it
-            raise ExportError(f"the int8 graph fails its own lint ({len(errors)} error(s)), first: {errors[0].line()}")
-        payload[INT8_FILE] = model.SerializeToString()
-        lap("int8_lower_export_check_lint")
-        step = lowered.output_step.numpy() if lowered.output_step is not None else None
-        parity["int8"] = graph_parity(payload[INT8_FILE], inputs.numpy(), reference.numpy(), thresholds, step=step,
-                                      inspect_kernels=True, disabled_optimizers=TENSORRT_DISABLED_OPTIMIZERS
-                                      if config.target == "tensorrt" else (), threads=config.threads, labels=labels)
-        lap("int8_parity")
-        parity["int8"]["reference"] = "PyTorch fake-quant student"
-        parity["int8"]["output_step"] = ("input scale x weight scale of the quantized output layer"
-                                         if step is not None else None)
-        requantized = lowered.requantized
-        if requantized:
-            log(f"re-quantized {len(requantized)} grid(s) (--allow-requantize): " + "; ".join(requantized[:3]))
-        lint = summarize(findings)
-        if lint["warnings"]:
-            rules = sorted({f.rule for f in findings})
-            log(f"lint ({config.target}): {lint['warnings']} warning(s): {', '.join(rules)}")
-        graphs["int8"] = {
-            "file": INT8_FILE, "wbits": quant.wbits if quant else None, "abits": quant.abits if quant else None,
-            "target": config.target, "exact": not requantized and not lowered.skips,
-            "requantized": requantized, "residual_qdq": bool(lowered.skips),
-            "folded_batchnorms": len(folded.folded_bn),
-            "layers": [p.describe() for p in lowered.plans.values()],
-            "skips": {k: {"scale": v.scale} for k, v in lowered.skips.items()}, "lint": lint,
-        }
+        int8 = _int8_graph(student, config, example, pdata, thresholds, quant, lap, log)
+        payload[INT8_FILE], graphs["int8"], parity["int8"] = int8.model, int8.graph, int8.parity
         lines.append(summary_line("int8", parity["int8"]))
-        if pdata.labels is not None:
-            accuracy["int8"] = {"samples": len(inputs), "pytorch_student": _top1(reference, pdata.labels),
-                                "onnx_opt_off": parity["int8"]["off"]["top1_accuracy"],
-                                "onnx_opt_on": parity["int8"]["on"]["top1_accuracy"]}
+        if int8.accuracy:
+            accuracy["int8"] = int8.accuracy
 
     fp_inputs = inputs[: config.fp32_parity_samples]
     fp_reference = _batched(float_model, fp_inputs)

@@ -245,3 +245,15 @@ def test_float_checkpoint_exports_its_float_graph(ckpts, tmp_path):
     m = json.loads((tmp_path / "t" / "manifest.json").read_text())
     assert list(m["graphs"]) == ["fp32"] and m["graphs"]["fp32"]["source"] == "teacher" and m["quant"] is None
     assert m["parity"]["fp32"]["off"]["max_abs_dlogit"] < 1e-3
+
+
+def test_opset_is_checked_and_recorded(ckpts, tmp_path):
+    res = invoke("export", ckpts["w4a4"], "--int8", "--opset", "17", "--out", tmp_path / "o17", "--parity-samples", 8)
+    assert res.exit_code == 0, res.output
+    model = onnx.load(tmp_path / "o17" / "model.int8.onnx")
+    assert [i.version for i in model.opset_import if i.domain in ("", "ai.onnx")] == [17]
+    assert json.loads((tmp_path / "o17" / "manifest.json").read_text())["opset"] == 17
+    check = invoke("check", tmp_path / "o17" / "model.int8.onnx")
+    assert check.exit_code == 0 and "TensorRT 8.2" in check.output  # a warning, not an error
+    assert "opset must be 13-20" in one_line_error(invoke("export", ckpts["w4a4"], "--opset", "11",
+                                                          "--out", tmp_path / "o11"))

@@ -267,7 +267,11 @@ def test_check_command_exit_codes(tmp_path):
 
 
 def test_export_tidy_up_folds_identity_and_constants():
-    from sqakd_edge.export.onnx_io import constants_to_initializers, drop_unused_initializers, fold_identity_initializers
+    from sqakd_edge.export.onnx_io import (
+        constants_to_initializers,
+        drop_unused_initializers,
+        fold_identity_initializers,
+    )
 
     g = G()
     q = g.init(np.ones((C, C, 3, 3), np.int8))

@@ -167,3 +167,13 @@ def test_redundant_relu6_is_dropped_for_onnxruntime_fusion(step, fused):
     assert result["off"]["max_abs_dlogit"] < 1e-3 * max(1.0, float(np.abs(want).max()))
     assert result["on"]["kernels"]["integer"].get("QLinearConv", 0) == fused
     assert clips == (3 if step is None else 4)  # uint8 integer clips (x2) + the first float ReLU6 (+ the kept one)
+
+
+def test_uninitialised_student_is_refused(tmp_path):
+    from sqakd_edge.export.api import export_model
+
+    s = prepare_qat(create_model("resnet20", num_classes=10, in_channels=1), QuantConfig()).eval()
+    meta = {"name": "resnet20", "num_classes": 10, "in_channels": 1, "input_size": 8}
+    with pytest.raises(ExportError, match="quantizers are not initialised"):
+        export_model(s, tmp_path / "out", model_meta=meta, log=lambda _m: None)
+    assert not (tmp_path / "out").exists()

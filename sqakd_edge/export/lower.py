@@ -203,7 +203,6 @@ def lower(folded: FoldedModel, target: str, *, allow_requantize: bool = False,
     gm.delete_all_unused_submodules()
     gm.recompile()
     step = None
-    if last_quant is not None:
-        p = plans[last_quant]
-        step = p.weight_scale.to(torch.float64) * p.act.scale
+    if last_quant is not None:  # the trained grid's step (before the int8 headroom multiplier)
+        step = folded.quant_layers[last_quant].weight_scale.to(torch.float64) * plans[last_quant].act.scale
     return Lowered(gm.eval(), plans, skips, step)

@@ -177,3 +177,20 @@ def test_uninitialised_student_is_refused(tmp_path):
     with pytest.raises(ExportError, match="quantizers are not initialised"):
         export_model(s, tmp_path / "out", model_meta=meta, log=lambda _m: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_requantized_export_says_so_and_measures_the_cost(tmp_path):
+    from sqakd_edge.export.api import ExportConfig, export_model
+    from sqakd_edge.export.inputs import ParityData
+
+    s = student(QuantConfig(quantizer="lsq", wbits=8, abits=8, deployable=False), size=8)
+    x = torch.randn(64, 1, 8, 8)
+    meta = {"name": "resnet20", "num_classes": 10, "in_channels": 1, "input_size": 8}
+    config = ExportConfig(allow_requantize=True, parity_samples=64, fail_on_parity_miss=False)
+    result = export_model(s, tmp_path / "out", config, model_meta=meta, parity_data=ParityData(x, None, None, "x", None),
+                          log=lambda _m: None)
+    graph = result.manifest["graphs"]["int8"]
+    assert graph["exact"] is False and len(graph["requantized"]) == 18  # every quant layer's [0, 255] input
+    assert all(not layer["exact"] for layer in graph["layers"])
+    off = result.manifest["parity"]["int8"]["off"]
+    assert off["max_abs_dlogit"] > 1e-4  # the re-quantized grid is not the trained one, and parity shows it

@@ -187,8 +187,8 @@ def test_requantized_export_says_so_and_measures_the_cost(tmp_path):
     x = torch.randn(64, 1, 8, 8)
     meta = {"name": "resnet20", "num_classes": 10, "in_channels": 1, "input_size": 8}
     config = ExportConfig(allow_requantize=True, parity_samples=64, fail_on_parity_miss=False)
-    result = export_model(s, tmp_path / "out", config, model_meta=meta, parity_data=ParityData(x, None, None, "x", None),
-                          log=lambda _m: None)
+    data = ParityData(x, None, None, "x", None)
+    result = export_model(s, tmp_path / "out", config, model_meta=meta, parity_data=data, log=lambda _m: None)
     graph = result.manifest["graphs"]["int8"]
     assert graph["exact"] is False and len(graph["requantized"]) == 18  # every quant layer's [0, 255] input
     assert all(not layer["exact"] for layer in graph["layers"])

@@ -221,17 +221,20 @@ Examples:
 @click.option("--min-top1-on", type=float, default=0.99, show_default=True,
               help="Minimum top-1 agreement with ORT graph optimisations on.")
 @click.option("--no-parity-fail", is_flag=True, help="Write the export even when parity misses (manifest says so).")
+@click.option("--threads", type=int, default=0, show_default=True,
+              help="CPU threads for the parity runs (0: library defaults; 1 on a busy shared machine).")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
 def export(checkpoint: str, int8: bool, out: str, target: str, opset: int, input_shape: str | None, data: str | None,
            parity_samples: int, teacher: str | None, allow_requantize: bool, residual_qdq: bool, min_top1_off: float,
-           min_top1_on: float, no_parity_fail: bool, force: bool) -> None:
+           min_top1_on: float, no_parity_fail: bool, threads: int, force: bool) -> None:
     """Export a checkpoint to ONNX (float, and QDQ int8 with --int8), lint it and check parity."""
     from .export.api import ExportConfig, export_checkpoint, parse_input_shape
 
     config = ExportConfig(int8=int8, target=target, opset=opset,
                           input_shape=parse_input_shape(input_shape) if input_shape else None,
                           parity_samples=parity_samples, allow_requantize=allow_requantize, residual_qdq=residual_qdq,
-                          min_top1_off=min_top1_off, min_top1_on=min_top1_on, fail_on_parity_miss=not no_parity_fail)
+                          min_top1_off=min_top1_off, min_top1_on=min_top1_on, fail_on_parity_miss=not no_parity_fail,
+                          threads=threads)
     result = export_checkpoint(checkpoint, out, config, teacher=teacher, data=data, force=force, log=click.echo)
     if not result.passed:
         click.echo("parity below threshold (written because of --no-parity-fail)", err=True)

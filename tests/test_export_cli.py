@@ -223,7 +223,10 @@ def test_parity_runs_on_the_checkpoints_data_or_says_what_it_used(ckpts, tmp_pat
     data = m["parity"]["data"]  # no --data: the data the checkpoint was trained on, its test split
     assert (data["spec"], data["split"], data["labelled"], data["samples"]) == ("embedded", "test", True, 64)
     assert m["data"] == {"spec": "embedded", "name": "fashion-mnist-embedded"}
-    assert m["accuracy"]["pytorch_student"] > 0.5  # a trained student on real images
+    acc = m["accuracy"]["int8"]  # a trained student on real images; the graphs' accuracy beside the model's
+    assert acc["samples"] == 64 and acc["pytorch_student"] > 0.5
+    assert abs(acc["onnx_opt_off"] - acc["pytorch_student"]) <= 1 / 64
+    assert m["accuracy"]["fp32"]["source"] == "student-float" and m["accuracy"]["fp32"]["samples"] == 32
     res = invoke("export", ckpts["w4a4"], "--int8", "--data", "cifar10:/nonexistent", "--out", tmp_path / "f")
     assert "cifar" in one_line_error(res).lower() and not (tmp_path / "f").exists()
     ckpt = torch.load(ckpts["w4a4"], weights_only=True)
@@ -234,3 +237,23 @@ def test_parity_runs_on_the_checkpoints_data_or_says_what_it_used(ckpts, tmp_pat
     assert res.exit_code == 0, res.output  # falls back to the embedded set (channels fit) and says why
     data = json.loads((tmp_path / "g" / "manifest.json").read_text())["parity"]["data"]
     assert data["spec"] == "embedded" and "folder:/data/that/is/elsewhere" in data["note"]
+
+
+def test_float_checkpoint_exports_its_float_graph(ckpts, tmp_path):
+    res = invoke("export", ckpts["teacher"], "--out", tmp_path / "t", "--parity-samples", 8)
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    assert list(m["graphs"]) == ["fp32"] and m["graphs"]["fp32"]["source"] == "teacher" and m["quant"] is None
+    assert m["parity"]["fp32"]["off"]["max_abs_dlogit"] < 1e-3
+
+
+def test_opset_is_checked_and_recorded(ckpts, tmp_path):
+    res = invoke("export", ckpts["w4a4"], "--int8", "--opset", "17", "--out", tmp_path / "o17", "--parity-samples", 8)
+    assert res.exit_code == 0, res.output
+    model = onnx.load(tmp_path / "o17" / "model.int8.onnx")
+    assert [i.version for i in model.opset_import if i.domain in ("", "ai.onnx")] == [17]
+    assert json.loads((tmp_path / "o17" / "manifest.json").read_text())["opset"] == 17
+    check = invoke("check", tmp_path / "o17" / "model.int8.onnx")
+    assert check.exit_code == 0 and "TensorRT 8.2" in check.output  # a warning, not an error
+    assert "opset must be 13-20" in one_line_error(invoke("export", ckpts["w4a4"], "--opset", "11",
+                                                          "--out", tmp_path / "o11"))

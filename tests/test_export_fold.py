@@ -14,15 +14,6 @@ from sqakd_edge.quant import iter_quant_layers, prepare_qat
 from sqakd_edge.quant.modules import QuantConv2d
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny tensors: one thread is faster, and immune to a busy machine (OpenMP barriers stall when shared)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _randomise_bn(model: nn.Module, gen: torch.Generator, negative: bool = True) -> None:
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):

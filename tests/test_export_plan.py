@@ -18,14 +18,6 @@ from sqakd_edge.models import create_model
 from sqakd_edge.quant import iter_quant_layers, prepare_qat
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def student(quant: QuantConfig, seed: int = 0, size: int = 10) -> nn.Module:
     torch.manual_seed(seed)
     model = create_model("resnet20", num_classes=10, in_channels=1)
@@ -139,3 +131,66 @@ def test_lowered_module_is_what_onnxruntime_computes_without_optimisations(targe
     # rare rounding tie on another CPU, so allow a few elements off
     close = np.isclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
     assert close.mean() >= 0.95, f"{(~close).sum()} of {close.size} logits differ"
+
+
+class _Relu6Net(nn.Module):
+    """conv -> BN -> ReLU6 three times (MobileNet style), pooled into a linear layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*[m for c_in, c_out in ((3, 8), (8, 8), (8, 8)) for m in
+                                    (nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                                     nn.ReLU6(inplace=True))])
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.body(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("step,fused", [(None, 1), (0.1, 0)])
+def test_redundant_relu6_is_dropped_for_onnxruntime_fusion(step, fused):
+    from collections import Counter
+
+    torch.manual_seed(0)
+    s = prepare_qat(_Relu6Net(), QuantConfig(quantizer="lsq", wbits=8, abits=8)).eval()
+    x = torch.randn(16, 3, 8, 8)
+    with torch.no_grad():
+        s(x)
+        if step is not None:  # grid [0, 127] x 0.1 reaches 12.7 > 6: the ReLU6 clips, so it stays
+            s.body[6].act_quantizer.step.fill_(step)
+        want = s(x).numpy()
+    model = to_onnx(lower(fold_batchnorm(s), "onnxruntime").module, x[:1], 13)
+    clips = Counter(n.op_type for n in model.graph.node)["Clip"]
+    from sqakd_edge.export.parity import ParityThresholds, graph_parity
+
+    result = graph_parity(model.SerializeToString(), x.numpy(), want, ParityThresholds(), inspect_kernels=True)
+    assert result["off"]["max_abs_dlogit"] < 1e-3 * max(1.0, float(np.abs(want).max()))
+    assert result["on"]["kernels"]["integer"].get("QLinearConv", 0) == fused
+    assert clips == (3 if step is None else 4)  # uint8 integer clips (x2) + the first float ReLU6 (+ the kept one)
+
+
+def test_uninitialised_student_is_refused(tmp_path):
+    from sqakd_edge.export.api import export_model
+
+    s = prepare_qat(create_model("resnet20", num_classes=10, in_channels=1), QuantConfig()).eval()
+    meta = {"name": "resnet20", "num_classes": 10, "in_channels": 1, "input_size": 8}
+    with pytest.raises(ExportError, match="quantizers are not initialised"):
+        export_model(s, tmp_path / "out", model_meta=meta, log=lambda _m: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_requantized_export_says_so_and_measures_the_cost(tmp_path):
+    from sqakd_edge.export.api import ExportConfig, export_model
+    from sqakd_edge.export.inputs import ParityData
+
+    s = student(QuantConfig(quantizer="lsq", wbits=8, abits=8, deployable=False), size=8)
+    x = torch.randn(64, 1, 8, 8)
+    meta = {"name": "resnet20", "num_classes": 10, "in_channels": 1, "input_size": 8}
+    config = ExportConfig(allow_requantize=True, parity_samples=64, fail_on_parity_miss=False)
+    data = ParityData(x, None, None, "x", None)
+    result = export_model(s, tmp_path / "out", config, model_meta=meta, parity_data=data, log=lambda _m: None)
+    graph = result.manifest["graphs"]["int8"]
+    assert graph["exact"] is False and len(graph["requantized"]) == 18  # every quant layer's [0, 255] input
+    assert all(not layer["exact"] for layer in graph["layers"])
+    off = result.manifest["parity"]["int8"]["off"]
+    assert off["max_abs_dlogit"] > 1e-4  # the re-quantized grid is not the trained one, and parity shows it

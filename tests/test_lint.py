@@ -264,3 +264,24 @@ def test_check_command_exit_codes(tmp_path):
     assert res.exit_code == 1 and "zero-point" in res.output and "fix:" in res.output
     ort = CliRunner().invoke(main, ["check", str(bad), "--target", "onnxruntime"])
     assert ort.exit_code == 0
+
+
+def test_export_tidy_up_folds_identity_and_constants():
+    from sqakd_edge.export.onnx_io import (
+        constants_to_initializers,
+        drop_unused_initializers,
+        fold_identity_initializers,
+    )
+
+    g = G()
+    q = g.init(np.ones((C, C, 3, 3), np.int8))
+    s = g.node("Identity", [g.init(np.full(C, 0.01, np.float32))], name="shared_scale_identity")
+    z = g.node("Constant", [], value=numpy_helper.from_array(np.zeros(C, np.int8)))
+    w = g.node("DequantizeLinear", [q, s, z], axis=0)
+    m = g.model(g.node("Conv", [g.qdq("x"), w], pads=[1, 1, 1, 1]))
+    assert {"identity-initializer"} <= {f.rule for f in lint_model(m)}
+    constants_to_initializers(m)
+    fold_identity_initializers(m)
+    drop_unused_initializers(m)
+    assert not [n for n in m.graph.node if n.op_type in ("Constant",) or n.name == "shared_scale_identity"]
+    assert lint_model(m) == []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -16,14 +14,6 @@ from sqakd_edge.export.onnx_io import to_onnx
 from sqakd_edge.export.parity import ParityThresholds, compare, graph_parity, session, summary_line
 from sqakd_edge.models import create_model
 from sqakd_edge.quant import prepare_qat
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_compare_counts_agreement_ties_and_steps():

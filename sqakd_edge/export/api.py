@@ -56,6 +56,8 @@ class ExportConfig:
         min_top1_off: minimum top-1 agreement with ORT optimisations off.
         min_top1_on: minimum top-1 agreement with ORT optimisations on.
         fail_on_parity_miss: raise (and write nothing) when parity misses a threshold.
+        threads: CPU threads for the PyTorch and ONNX Runtime runs of the parity check (0: their defaults).
+            On a shared machine, 1 avoids threads spinning against other processes.
     """
 
     int8: bool = True
@@ -63,12 +65,13 @@ class ExportConfig:
     opset: int = 13
     input_shape: tuple[int, int, int, int] | None = None
     parity_samples: int = 256
-    fp32_parity_samples: int = 64
+    fp32_parity_samples: int = 32
     allow_requantize: bool = False
     residual_qdq: bool = False
     min_top1_off: float = 0.999
     min_top1_on: float = 0.99
     fail_on_parity_miss: bool = True
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -85,6 +88,8 @@ class ExportConfig:
         for name in ("parity_samples", "fp32_parity_samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0: the libraries' defaults), got {self.threads}")
         for name in ("min_top1_off", "min_top1_on"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -187,6 +192,10 @@ def _commit(tmp: Path, out_dir: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def _top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(1) == labels).float().mean())
+
+
 def _batched(model: nn.Module, inputs: torch.Tensor, batch: int = 64) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([model(inputs[i:i + batch]) for i in range(0, len(inputs), batch)]).float()
@@ -206,13 +215,104 @@ def _check_input_shape(model: nn.Module, shape: tuple[int, int, int, int], num_c
                           f"({shape[0]}, {num_classes})")
 
 
-def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportConfig = ExportConfig(), *,
+def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportConfig = ExportConfig(),
+                 **kwargs: Any) -> ExportResult:
+    """Export models already in memory (what :func:`export_checkpoint` calls after loading).
+
+    Args:
+        student: the fake-quant student (quantizers initialised), or None for a float-only export.
+        out_dir: the export directory to write.
+        config: what to write and how strictly to check it.
+        **kwargs: see :func:`_export_model` (``model_meta`` is required).
+
+    Returns:
+        What was written.
+
+    Raises:
+        ExportError: a grid that does not fit, a model the exporter or checker rejects, lint errors in our
+            own output, an unwritable or occupied ``out_dir``, or a parity miss (with
+            ``fail_on_parity_miss``).
+        ConfigError: an inconsistent request (``int8`` without a student).
+        DataError: ``data`` that cannot be opened or does not fit the model.
+    """
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _export_model(student, out_dir, config, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@dataclass
+class _Int8Graph:
+    model: bytes
+    graph: dict[str, Any]
+    parity: dict[str, Any]
+    accuracy: dict[str, Any] | None
+
+
+def _int8_graph(student: nn.Module, config: ExportConfig, example: torch.Tensor, pdata: ParityData,
+                thresholds: Any, quant: QuantConfig | None, lap: Callable[[str], None],
+                log: Callable[[str], None]) -> _Int8Graph:
+    """Fold, plan, lower, export, check and lint the QDQ graph, then run its parity check."""
+    from .fold import fold_batchnorm, trace
+    from .lint import lint_model, summarize
+    from .lower import insert_skip_observers, lower
+    from .onnx_io import check_model, to_onnx
+    from .parity import TENSORRT_DISABLED_OPTIMIZERS, graph_parity
+
+    folded = fold_batchnorm(student)
+    traced = trace(student)
+    observers = insert_skip_observers(traced) if config.residual_qdq and config.target == "tensorrt" else {}
+    lap("fold_trace")
+    reference = _batched(traced.eval(), pdata.inputs)  # the student's own computation; also calibrates skips
+    lap("int8_reference")
+    skip_amax = {k: o.observed_amax for k, o in observers.items()} if observers else None
+    lowered = lower(folded, config.target, allow_requantize=config.allow_requantize, skip_amax=skip_amax)
+    model = to_onnx(lowered.module, example, config.opset)
+    check_model(model, "int8")
+    findings = lint_model(model, config.target)
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:  # our own output breaking the rules is a bug: refuse to write it
+        raise ExportError(f"the int8 graph fails its own lint ({len(errors)} error(s)), first: {errors[0].line()}")
+    data = model.SerializeToString()
+    lap("int8_lower_export_check_lint")
+    step = lowered.output_step.numpy() if lowered.output_step is not None else None
+    labels = pdata.labels.numpy() if pdata.labels is not None else None
+    disabled = TENSORRT_DISABLED_OPTIMIZERS if config.target == "tensorrt" else ()
+    parity = graph_parity(data, pdata.inputs.numpy(), reference.numpy(), thresholds, step=step, inspect_kernels=True,
+                          disabled_optimizers=disabled, threads=config.threads, labels=labels)
+    lap("int8_parity")
+    parity["reference"] = "PyTorch fake-quant student"
+    parity["output_step"] = "input scale x weight scale of the quantized output layer" if step is not None else None
+    requantized = lowered.requantized
+    if requantized:
+        log(f"re-quantized {len(requantized)} grid(s) (--allow-requantize): " + "; ".join(requantized[:3]))
+    lint = summarize(findings)
+    if lint["warnings"]:
+        log(f"lint ({config.target}): {lint['warnings']} warning(s): {', '.join(sorted({f.rule for f in findings}))}")
+    graph = {
+        "file": INT8_FILE, "wbits": quant.wbits if quant else None, "abits": quant.abits if quant else None,
+        "target": config.target, "exact": not requantized and not lowered.skips,
+        "requantized": requantized, "residual_qdq": bool(lowered.skips), "folded_batchnorms": len(folded.folded_bn),
+        "layers": [p.describe() for p in lowered.plans.values()],
+        "skips": {k: {"scale": v.scale} for k, v in lowered.skips.items()}, "lint": lint,
+    }
+    accuracy = None
+    if pdata.labels is not None:
+        accuracy = {"samples": len(pdata.inputs), "pytorch_student": _top1(reference, pdata.labels),
+                    "onnx_opt_off": parity["off"]["top1_accuracy"], "onnx_opt_on": parity["on"]["top1_accuracy"]}
+    return _Int8Graph(data, graph, parity, accuracy)
+
+
+def _export_model(student: nn.Module | None, out_dir: str | Path, config: ExportConfig = ExportConfig(), *,
                  model_meta: dict[str, Any], float_model: nn.Module | None = None, float_source: str = "teacher",
                  quant: QuantConfig | None = None, data: str | None = None, data_fallbacks: tuple[str, ...] = (),
                  mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
                  provenance: dict[str, Any] | None = None, parity_data: ParityData | None = None,
                  force: bool = False, log: Callable[[str], None] = print) -> ExportResult:
-    """Export models already in memory (what :func:`export_checkpoint` calls after loading).
+    """The body of :func:`export_model`.
 
     Args:
         student: the fake-quant student (quantizers initialised), or None for a float-only export.
@@ -242,12 +342,10 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
         DataError: ``data`` that cannot be opened or does not fit the model.
     """
     from ..quant import to_float
-    from .fold import fold_batchnorm, trace
     from .inputs import load_parity_data
     from .lint import lint_model, summarize
-    from .lower import insert_skip_observers, lower
     from .onnx_io import check_model, to_onnx
-    from .parity import TENSORRT_DISABLED_OPTIMIZERS, ParityThresholds, graph_parity, summary_line
+    from .parity import ParityThresholds, graph_parity, summary_line
 
     start = time.perf_counter()
     out = Path(out_dir)
@@ -264,10 +362,27 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
     float_model = float_model.eval()
     _check_input_shape(float_model, shape, classes, name)
     if student is not None:
+        from ..quant import iter_quantizers
+
+        cold = [n for n, q in iter_quantizers(student) if q.enabled and not bool(q.initialized)]
+        if cold:  # a forward pass here would set their ranges from whatever input it saw
+            raise ExportError(f"the student's quantizers are not initialised ({cold[0]} and {len(cold) - 1} more); "
+                              "run one batch of real data through it first (checkpoints from 'sqakd-edge train' "
+                              "always are)")
         student = student.eval()
         _check_input_shape(student, shape, classes, name)
     thresholds = ParityThresholds(config.min_top1_off, config.min_top1_on)
+    timings: dict[str, float] = {}
+    last = [time.perf_counter()]
+
+    def lap(stage: str) -> None:
+        now = time.perf_counter()
+        timings[stage] = round(timings.get(stage, 0.0) + now - last[0], 3)
+        last[0] = now
+
+    lap("load_models")
     pdata = parity_data or load_parity_data(data, config.parity_samples, shape[1:], fallbacks=data_fallbacks)
+    lap("load_data")
     if pdata.note:
         log(f"note: {pdata.note}")
     inputs = pdata.inputs
@@ -277,63 +392,37 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
                               "thresholds": {"min_top1_off": config.min_top1_off, "min_top1_on": config.min_top1_on}}
     payload: dict[str, bytes] = {}
     accuracy: dict[str, Any] = {}
+    labels = pdata.labels.numpy() if pdata.labels is not None else None
     lines: list[str] = []
 
     if config.int8:
         assert student is not None
-        folded = fold_batchnorm(student)
-        traced = trace(student)
-        observers = insert_skip_observers(traced) if config.residual_qdq and config.target == "tensorrt" else {}
-        reference = _batched(traced.eval(), inputs)  # the student's own computation; also calibrates skips
-        skip_amax = {k: o.observed_amax for k, o in observers.items()} if observers else None
-        lowered = lower(folded, config.target, allow_requantize=config.allow_requantize, skip_amax=skip_amax)
-        model = to_onnx(lowered.module, example, config.opset)
-        check_model(model, "int8")
-        findings = lint_model(model, config.target)
-        errors = [f for f in findings if f.severity == "error"]
-        if errors:  # our own output breaking the rules is a bug: refuse to write it
-            raise ExportError(f"the int8 graph fails its own lint ({len(errors)} error(s)), first: {errors[0].line()}")
-        payload[INT8_FILE] = model.SerializeToString()
-        step = lowered.output_step.numpy() if lowered.output_step is not None else None
-        parity["int8"] = graph_parity(payload[INT8_FILE], inputs.numpy(), reference.numpy(), thresholds, step=step,
-                                      inspect_kernels=True, disabled_optimizers=TENSORRT_DISABLED_OPTIMIZERS
-                                      if config.target == "tensorrt" else ())
-        parity["int8"]["reference"] = "PyTorch fake-quant student"
-        parity["int8"]["output_step"] = ("input scale x weight scale of the quantized output layer"
-                                         if step is not None else None)
-        requantized = lowered.requantized
-        if requantized:
-            log(f"re-quantized {len(requantized)} grid(s) (--allow-requantize): " + "; ".join(requantized[:3]))
-        lint = summarize(findings)
-        if lint["warnings"]:
-            rules = sorted({f.rule for f in findings})
-            log(f"lint ({config.target}): {lint['warnings']} warning(s): {', '.join(rules)}")
-        graphs["int8"] = {
-            "file": INT8_FILE, "wbits": quant.wbits if quant else None, "abits": quant.abits if quant else None,
-            "target": config.target, "exact": not requantized and not lowered.skips,
-            "requantized": requantized, "residual_qdq": bool(lowered.skips),
-            "folded_batchnorms": len(folded.folded_bn),
-            "layers": [p.describe() for p in lowered.plans.values()],
-            "skips": {k: {"scale": v.scale} for k, v in lowered.skips.items()}, "lint": lint,
-        }
+        int8 = _int8_graph(student, config, example, pdata, thresholds, quant, lap, log)
+        payload[INT8_FILE], graphs["int8"], parity["int8"] = int8.model, int8.graph, int8.parity
         lines.append(summary_line("int8", parity["int8"]))
-        if pdata.labels is not None:
-            accuracy["pytorch_student"] = float((reference.argmax(1) == pdata.labels).float().mean())
+        if int8.accuracy:
+            accuracy["int8"] = int8.accuracy
 
     fp_inputs = inputs[: config.fp32_parity_samples]
     fp_reference = _batched(float_model, fp_inputs)
     fp_model = to_onnx(float_model, example, config.opset)
     check_model(fp_model, "fp32")
     payload[FP32_FILE] = fp_model.SerializeToString()
-    parity["fp32"] = graph_parity(payload[FP32_FILE], fp_inputs.numpy(), fp_reference.numpy(), thresholds)
+    lap("fp32_reference_export_check")
+    fp_labels = labels[: len(fp_inputs)] if labels is not None else None
+    parity["fp32"] = graph_parity(payload[FP32_FILE], fp_inputs.numpy(), fp_reference.numpy(), thresholds,
+                                  threads=config.threads, labels=fp_labels)
     parity["fp32"]["reference"] = f"PyTorch float model ({float_source})"
+    lap("fp32_parity")
     graphs["fp32"] = {"file": FP32_FILE, "source": float_source,
                       "lint": summarize(lint_model(fp_model, config.target))}
     lines.insert(0, summary_line("fp32", parity["fp32"]))
     if pdata.labels is not None:
-        accuracy["pytorch_float"] = float((fp_reference.argmax(1) == pdata.labels[: len(fp_inputs)]).float().mean())
-        accuracy["note"] = (f"top-1 on {len(inputs)} {pdata.split} images (float: first {len(fp_inputs)}); "
-                            "int8 ONNX accuracy is the student's within the parity figures")
+        accuracy["fp32"] = {"samples": len(fp_inputs), "source": float_source,
+                            "pytorch": _top1(fp_reference, pdata.labels[: len(fp_inputs)]),
+                            "onnx_opt_off": parity["fp32"]["off"]["top1_accuracy"],
+                            "onnx_opt_on": parity["fp32"]["on"]["top1_accuracy"]}
+        accuracy["data"] = f"{pdata.name} ({pdata.split} split): top-1 on the parity inputs"
     parity["passed"] = all(parity[k]["passed"] for k in ("fp32", "int8") if k in parity)
 
     manifest = {
@@ -349,6 +438,7 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
         **(provenance or {}),
         "data": {"spec": pdata.spec, "name": pdata.name},
         "parity": parity, "accuracy": accuracy or None, "versions": _versions(),
+        "timings_s": timings,
     }
     for line in lines:
         log(line)

@@ -89,6 +89,44 @@ class Lowered:
         return [f"{name}: {note}" for name, p in self.plans.items() for note in p.requantized]
 
 
+def _clip_range(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[float, float] | None:
+    """``(lo, hi)`` when ``node`` is a ReLU6 / Hardtanh (a clip of its input), else None."""
+    if node.op == "call_module":
+        m = modules[str(node.target)]
+        if isinstance(m, nn.Hardtanh):  # nn.ReLU6 is a Hardtanh(0, 6)
+            return float(m.min_val), float(m.max_val)
+    if node.op == "call_function" and node.target is F.relu6:
+        return 0.0, 6.0
+    return None
+
+
+def drop_redundant_clips(gm: fx.GraphModule, plans: dict[str, LayerPlan]) -> None:
+    """Remove a ReLU6/Hardtanh whose only readers are uint8 Q/DQs that clip at least as tightly.
+
+    ``clip(x, lo, hi)`` then ``q = clamp(round(x / s), 0, qmax)`` equals the clamp alone when ``lo <= 0``
+    and ``hi / s`` rounds to at least ``qmax``; without the float Clip between a conv and its output Q,
+    ONNX Runtime fuses the conv into QLinearConv (MobileNet-V2's ReLU6 otherwise blocks every fusion).
+    """
+    modules = dict(gm.named_modules())
+
+    def redundant(rng: tuple[float, float], act: ActQDQ) -> bool:
+        lo, hi = rng
+        return act.dtype == "uint8" and act.float_clip is None and lo <= 0 and hi / act.scale >= act.qmax - 0.49
+
+    for node in list(gm.graph.nodes):
+        rng = _clip_range(node, modules)
+        if rng is None or not node.users or not isinstance(node.args[0], fx.Node):
+            continue
+        readers = list(node.users)
+        if all(u.op == "call_module" and str(u.target) in plans and u.args[0] is node
+               and redundant(rng, plans[str(u.target)].act) for u in readers):
+            for u in readers:
+                u.args = (node.args[0], *u.args[1:])
+            gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.recompile()
+
+
 def insert_skip_observers(gm: fx.GraphModule) -> dict[str, QDQ]:
     """Put an observing :class:`QDQ` on the skip input of every residual Add whose other input is quantized.
 
@@ -149,6 +187,8 @@ def lower(folded: FoldedModel, target: str, *, allow_requantize: bool = False,
                 last_quant = str(out.target)
     layers = {name: modules[name] for name in folded.quant_layers}
     plans = plan_layers(layers, target, nonneg_inputs=nonneg, allow_requantize=allow_requantize)  # type: ignore[arg-type]
+    if target == "onnxruntime":
+        drop_redundant_clips(gm, plans)
     skips: dict[str, ActQDQ] = {}
     if skip_amax is not None and target == "tensorrt":
         for add_name, obs in insert_skip_observers(gm).items():
@@ -163,7 +203,6 @@ def lower(folded: FoldedModel, target: str, *, allow_requantize: bool = False,
     gm.delete_all_unused_submodules()
     gm.recompile()
     step = None
-    if last_quant is not None:
-        p = plans[last_quant]
-        step = p.weight_scale.to(torch.float64) * p.act.scale
+    if last_quant is not None:  # the trained grid's step (before the int8 headroom multiplier)
+        step = folded.quant_layers[last_quant].weight_scale.to(torch.float64) * plans[last_quant].act.scale
     return Lowered(gm.eval(), plans, skips, step)

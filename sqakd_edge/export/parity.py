@@ -131,7 +131,8 @@ def kernel_counts(optimized_model_path: str) -> dict[str, Any]:
 
 def graph_parity(model_bytes: bytes, inputs: np.ndarray, reference: np.ndarray, thresholds: ParityThresholds, *,
                  step: np.ndarray | None = None, inspect_kernels: bool = False,
-                 disabled_optimizers: tuple[str, ...] = ()) -> dict[str, Any]:
+                 disabled_optimizers: tuple[str, ...] = (), threads: int = 0,
+                 labels: np.ndarray | None = None) -> dict[str, Any]:
     """Parity of one graph with optimisations off and on.
 
     Args:
@@ -142,6 +143,8 @@ def graph_parity(model_bytes: bytes, inputs: np.ndarray, reference: np.ndarray, 
         step: per-class output step, if the output is quantized.
         inspect_kernels: dump the optimised model and count integer vs float conv kernels.
         disabled_optimizers: ORT transformers left out of the ``on`` run (recorded in the result).
+        threads: ORT intra-op threads (0: its default).
+        labels: true labels of ``inputs``: adds the graph's ``top1_accuracy`` per level.
 
     Returns:
         ``{"off": {...}, "on": {...}, "passed": bool}``; each level carries its threshold and ``passed``.
@@ -154,8 +157,11 @@ def graph_parity(model_bytes: bytes, inputs: np.ndarray, reference: np.ndarray, 
             os.close(fd)
         try:
             off = disabled_optimizers if level == "on" else ()
-            sess = session(model_bytes, level, optimized_path=dump, disabled_optimizers=off)
-            stats = compare(reference, run(sess, inputs), step)
+            sess = session(model_bytes, level, optimized_path=dump, disabled_optimizers=off, threads=threads)
+            logits = run(sess, inputs)
+            stats = compare(reference, logits, step)
+            if labels is not None:
+                stats["top1_accuracy"] = float((logits.argmax(axis=1) == labels).mean())
             if dump:
                 stats["kernels"] = kernel_counts(dump)
         finally:

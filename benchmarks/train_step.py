@@ -4,13 +4,14 @@ CIFAR ResNet-20, 3x32x32 inputs, batch 128, Adam, on this machine's CPU (or CUDA
 Steps are timed after warm-up, with the kinds interleaved round by round so machine drift cancels;
 the ratio is of medians.
 
-    python benchmarks/train_step.py [--batch 128] [--steps 15] [--out benchmarks/results/train_step.json]
+    python benchmarks/train_step.py [--batch 128] [--steps 15] [--threads N] [--out benchmarks/results/train_step.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -63,8 +64,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--kinds", default="fp32,sqakd-lsq-ste,sqakd-pact-ste,sqakd-dorefa-ste,sqakd-interval-ste,"
                                            "sqakd-lsq-ewgs")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--out", default="benchmarks/results/train_step.json")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     teacher = create_model("resnet20", 10, 3).to(device).eval()
@@ -91,7 +95,8 @@ def main() -> None:
                      "images_per_s": args.batch / med, "ratio_to_fp32": med / base})
     doc = {"command": "python benchmarks/train_step.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()
                                                                        if k != "kinds"),
-           "device": str(device), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+           "device": str(device), "load_average": list(os.getloadavg()),
+           "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
            "torch": torch.__version__, "batch": args.batch, "steps": args.steps, "rows": rows}
     print(f"{'kind':<22} {'median s':>9} {'img/s':>8} {'x fp32':>7}")
     for r in rows:

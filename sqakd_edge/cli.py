@@ -124,7 +124,9 @@ def train(float_teacher: bool, teacher: str | None, data: str, out: str, model: 
     info = init_distributed()
     log = click.echo if info.is_main else (lambda _msg: None)
     if float_teacher:
-        config = get_recipe(recipe or "demo-fp").apply(**overrides, method="fp")
+        chosen = get_recipe(recipe or "demo-fp")
+        chosen.check_fits(data, teacher=True)
+        config = chosen.apply(**overrides, method="fp")
         from .train import train_teacher
 
         result = train_teacher(data, out, config, model=model or "resnet20", resume=resume, force=force,
@@ -134,7 +136,9 @@ def train(float_teacher: bool, teacher: str | None, data: str, out: str, model: 
                             weight_granularity="per_tensor" if per_tensor else "per_channel", act_sign=act_sign,
                             deployable=not paper_grids, keep_first_last_float=not quantize_first_last,
                             keep_float=tuple(n for n in keep_float.split(",") if n))
-        config = get_recipe(recipe or "demo").apply(**overrides, method=method)
+        chosen = get_recipe(recipe or "demo")
+        chosen.check_fits(data, teacher=False)
+        config = chosen.apply(**overrides, method=method)
         from .train import train_student
 
         result = train_student(data, out, config, quant, teacher_path=str(teacher), model=model, resume=resume,

@@ -74,7 +74,7 @@ class _FakeQuant(torch.autograd.Function):
         u = x / scale
         if a != 1 or c != 0:
             u = u.sub_(c).div_(a)
-        inside = (u > kmin) & (u < kmax)  # as torch.clamp's backward: no gradient at the bounds
+        inside = u.gt(kmin).logical_and_(u.lt(kmax))  # as torch.clamp's backward: no gradient at the bounds
         u = u.clamp_(kmin, kmax)
         k = torch.round(u)
         error = u.sub_(k) if ewgs else None  # discretisation error, in levels
@@ -84,21 +84,22 @@ class _FakeQuant(torch.autograd.Function):
         return q * scale
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, scale, delta, q, inside, error = ctx.saved_tensors
+        grad = grad_out
         ewgs, a = ctx.consts
         # dL/dx = grad * dq/du * du/dx * scale: 1 inside the range (STE), scaled by EWGS, 0 outside.
         if ewgs:
-            grad_in = grad * (1 + delta * torch.sign(grad * scale) * error) * inside
-        else:
-            grad_in = grad * inside
+            grad = grad * (1 + delta * torch.sign(grad * scale) * error)
+        grad_in = torch.where(inside, grad, 0.0)  # one pass; multiplying by the bool mask would copy it first
         grad_scale = None
         if ctx.needs_input_grad[1]:
             # d(scale*q(x/scale))/dscale = q - (x/scale) * dq/dv
             if scale.dim() == 0:
-                grad_scale = torch.dot(grad.flatten(), q.flatten()) - torch.dot(grad_in.flatten(), x.flatten()) / scale
+                grad_scale = torch.dot(grad_out.flatten(), q.flatten())
+                grad_scale = grad_scale - torch.dot(grad_in.flatten(), x.flatten()) / scale
             else:
-                grad_scale = _sum_to(grad * q - grad_in * x / scale, scale.shape)
+                grad_scale = _sum_to(grad_out * q - grad_in * x / scale, scale.shape)
         return grad_in if ctx.needs_input_grad[0] else None, grad_scale, None, None, None, None, None, None
 
 

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..config import QuantConfig, TrainConfig
 from ..errors import ConfigError, DataError
 from .checkpoint import build_model_from_checkpoint, file_sha256, load_checkpoint, model_meta
@@ -47,6 +49,7 @@ def train_teacher(data_spec: str, out_dir: str | Path, config: TrainConfig, *, m
     classes = data.meta["num_classes"]
     if num_classes is not None and num_classes != classes:
         raise DataError(f"--num-classes {num_classes} does not match the data's {classes} classes")
+    torch.manual_seed(config.seed)  # the initial weights follow --seed (and are the same on every process)
     net = create_model(model, num_classes=classes, in_channels=data.meta["in_channels"])
     meta = model_meta(model, classes, data.meta["in_channels"], data.meta["input_size"])
     return fit(net, data, config, out_dir, model_meta=meta, resume=resume, force=force, progress=progress,

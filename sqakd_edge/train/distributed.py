@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,28 @@ def all_reduce_sum(values: list[float], info: DistInfo, device: torch.device) ->
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def broadcast_buffers(module: nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's buffers (BatchNorm statistics, quantizer state) to every process.
+
+    DDP broadcasts buffers at the start of each forward, so after the last training step each process
+    still holds the running statistics of its own last batch. Evaluating the unwrapped model then mixes
+    slightly different models; this makes every process evaluate rank 0's, the one that is saved.
+    """
+    if not info.enabled:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
+
+
+def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
+    """Every process's ``obj``, in rank order (``[obj]`` for one process); a collective call."""
+    if not info.enabled:
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def device_for(info: DistInfo) -> torch.device:

@@ -24,7 +24,7 @@ from .. import __version__
 from ..config import QuantConfig, TrainConfig, to_dict
 from ..errors import ConfigError, DataError, TrainingError
 from .checkpoint import FORMAT, VERSION, atomic_write_bytes, load_checkpoint, save_checkpoint
-from .distributed import DistInfo, all_reduce_sum, device_for
+from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, device_for, gather_objects
 from .ewgs import update_ewgs_deltas
 from .loss import training_loss
 
@@ -276,8 +276,9 @@ def fit(
     }
 
     # Quantizers take their initial ranges from the first batch: do it before the optimiser and DDP
-    # exist, so every process starts from rank 0's values (DDP broadcasts them at construction).
-    first_images, _ = next(iter(DataLoader(data.train, batch_size=per_rank_batch, shuffle=False)))
+    # exist, so every process starts from rank 0's values (DDP broadcasts parameters and buffers at
+    # construction). The whole global batch, so N processes start where one process would.
+    first_images, _ = next(iter(DataLoader(data.train, batch_size=config.batch_size, shuffle=False)))
     # Eval mode: BN uses the teacher's running statistics, so the ranges match what the layers will see.
     with torch.no_grad():
         student.eval()
@@ -294,7 +295,13 @@ def fit(
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
         history, best = list(ckpt.get("history", [])), dict(ckpt.get("best", {}))
-        torch.set_rng_state(ckpt["rng"]["torch"])
+        per_rank = ckpt["rng"].get("torch_per_rank") or []
+        if len(per_rank) == info.world_size:
+            torch.set_rng_state(per_rank[info.rank])  # each process continues its own augmentation stream
+        else:  # another world size: the data split differs anyway; keep the streams distinct
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            if info.rank:
+                torch.manual_seed(config.seed + info.rank + 7919 * start_epoch)
         if info.is_main:
             log(f"resuming {resume_from} after epoch {start_epoch}")
         if start_epoch >= config.epochs:
@@ -349,7 +356,7 @@ def fit(
             loss = losses["loss"]
             if not torch.isfinite(loss):
                 raise TrainingError(
-                    f"the loss became {float(loss)} at epoch {epoch + 1}, step {i + 1}; "
+                    f"the loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; "
                     + (f"the last good checkpoint {last_path} is kept; " if last_path.exists() else "")
                     + "lower the learning rate (--lr/--quant-lr) or check the data"
                 )
@@ -371,6 +378,7 @@ def fit(
         row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(n_sum, 1),
                                "images_per_s": n_sum / max(train_seconds, 1e-9), "lr": optimizer.param_groups[0]["lr"]}
         eval_teacher = teacher if config.uses_teacher else None
+        broadcast_buffers(student, info)  # every process evaluates rank 0's model, the one saved below
         if data.held_out is not None:
             held = evaluate(student, data.held_out, config, teacher=eval_teacher, labelled=data.labelled,
                             dist_info=info, device=device)
@@ -386,10 +394,11 @@ def fit(
             best = {"epoch": epoch + 1, "score": score, "metric": "val_loss" if "val_loss" in row else "train_loss"}
         row["best_epoch"] = best["epoch"]
         history.append(row)
+        rng_states = gather_objects(torch.get_rng_state(), info)  # collective: every process calls it
         if info.is_main:
             ckpt = {**header, "state_dict": student.state_dict(), "optimizer": optimizer.state_dict(),
                     "epoch": epoch + 1, "step": step, "history": history, "best": best,
-                    "rng": {"torch": torch.get_rng_state()}}
+                    "rng": {"torch": rng_states[0], "torch_per_rank": rng_states}}
             save_checkpoint(ckpt, last_path)
             if improved:
                 shutil.copyfile(last_path, out / ".best.pt.tmp")

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ..errors import ExportError
+from ..quant.quantizers import Quantizer
 from .fold import (
     FoldedModel,
     FoldedQuantConv2d,
@@ -25,7 +27,7 @@ from .fold import (
     residual_skips,
     set_submodule,
 )
-from .plan import LayerPlan, plan_layers
+from .plan import FIX, GridMiss, LayerPlan, plan_activation, plan_layers
 from .qdq import QDQ, ActQDQ, dequantize_weight
 
 # The skip-branch scale covers max|x| on the calibration inputs times this, so inputs a little beyond
@@ -82,11 +84,39 @@ class Lowered:
     plans: dict[str, LayerPlan]
     skips: dict[str, ActQDQ] = field(default_factory=dict)
     output_step: torch.Tensor | None = None
+    standalone_notes: list[str] = field(default_factory=list)
 
     @property
     def requantized(self) -> list[str]:
         """``layer: note`` for every re-quantized grid."""
-        return [f"{name}: {note}" for name, p in self.plans.items() for note in p.requantized]
+        return [f"{name}: {note}" for name, p in self.plans.items() for note in p.requantized] + self.standalone_notes
+
+
+def lower_standalone_quantizers(gm: fx.GraphModule, target: str, *, allow_requantize: bool) -> list[str]:
+    """Replace activation quantizers called on their own (e.g. a student's residual-skip quantizer) by Q/DQ.
+
+    Returns:
+        Notes on re-quantized grids.
+
+    Raises:
+        ExportError: a grid that does not fit (with the quantizer's name and the fix).
+    """
+    notes: list[str] = []
+    modules = dict(gm.named_modules())
+    for node in gm.graph.nodes:
+        q = modules.get(str(node.target)) if node.op == "call_module" else None
+        if not isinstance(q, Quantizer) or q.is_weight or not q.enabled:
+            continue
+        nonneg = isinstance(node.args[0], fx.Node) and is_nonnegative(node.args[0], modules)
+        try:
+            spec, _, extra = plan_activation(q, str(node.target), target, nonneg=nonneg,
+                                             allow_requantize=allow_requantize)
+        except GridMiss as miss:
+            raise ExportError(f"quantizer {node.target} cannot be exported exactly for {target}: {miss}; "
+                              f"fix: {FIX}") from None
+        set_submodule(gm, str(node.target), QDQ(spec))
+        notes.extend(f"{node.target}: {n}" for n in extra)
+    return notes
 
 
 def _clip_range(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[float, float] | None:
@@ -187,6 +217,7 @@ def lower(folded: FoldedModel, target: str, *, allow_requantize: bool = False,
                 last_quant = str(out.target)
     layers = {name: modules[name] for name in folded.quant_layers}
     plans = plan_layers(layers, target, nonneg_inputs=nonneg, allow_requantize=allow_requantize)  # type: ignore[arg-type]
+    extra = lower_standalone_quantizers(gm, target, allow_requantize=allow_requantize)
     if target == "onnxruntime":
         drop_redundant_clips(gm, plans)
     skips: dict[str, ActQDQ] = {}
@@ -205,4 +236,4 @@ def lower(folded: FoldedModel, target: str, *, allow_requantize: bool = False,
     step = None
     if last_quant is not None:  # the trained grid's step (before the int8 headroom multiplier)
         step = folded.quant_layers[last_quant].weight_scale.to(torch.float64) * plans[last_quant].act.scale
-    return Lowered(gm.eval(), plans, skips, step)
+    return Lowered(gm.eval(), plans, skips, step, extra)

@@ -232,3 +232,42 @@ def test_a_quantizer_the_student_calls_itself_becomes_an_exact_qdq(target):
     assert [f.rule for f in lint_model(model, target)] == []  # the residual Add now fuses: no warning
     got = run(session(model.SerializeToString(), "off"), x.numpy())
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+class _FireNet(nn.Module):
+    """SqueezeNet's fire pattern: two convs -> ReLU -> Concat -> MaxPool -> the next conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.a, self.b = nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2, ceil_mode=True)
+        self.c = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        x = self.pool(torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], 1))
+        return self.fc(torch.relu(self.c(x)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "onnxruntime"])
+def test_qdq_shared_above_concat_and_maxpool(target):
+    from sqakd_edge.export.lint import lint_model
+    from sqakd_edge.export.parity import ParityThresholds, graph_parity
+
+    torch.manual_seed(0)
+    s = prepare_qat(_FireNet(), QuantConfig(quantizer="pact", wbits=4, abits=4)).eval()
+    x = torch.randn(32, 1, 9, 9)
+    with torch.no_grad():
+        s(x)
+        want = s(x).numpy()
+    model = to_onnx(lower(fold_batchnorm(s), target).module, x[:1], 13)
+    assert lint_model(model, target) == []
+    q_before_cat = [n for n in model.graph.node if n.op_type == "Concat"
+                    and all(i.endswith("DequantizeLinear_output_0") for i in n.input)]
+    assert len(q_before_cat) == 1  # both Concat inputs carry the next conv's Q/DQ (one shared scale)
+    result = graph_parity(model.SerializeToString(), x.numpy(), want, ParityThresholds(), inspect_kernels=True)
+    assert result["off"]["max_abs_dlogit"] < 1e-4 * max(1.0, float(np.abs(want).max()))  # exact: it commutes
+    if target == "onnxruntime":
+        assert result["on"]["kernels"]["integer"] == {"QLinearConv": 2}  # a and b now end in a Q

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -119,6 +120,66 @@ def lower_standalone_quantizers(gm: fx.GraphModule, target: str, *, allow_requan
     return notes
 
 
+def _is_cat(node: fx.Node) -> bool:
+    return (node.op == "call_function" and node.target in (torch.cat, torch.concat)
+            and isinstance(node.args[0], (list, tuple)))
+
+
+def _is_maxpool(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules[str(node.target)], nn.MaxPool2d)
+    return node.op == "call_function" and node.target is F.max_pool2d
+
+
+def share_qdq_upstream(gm: fx.GraphModule, plans: dict[str, LayerPlan]) -> int:
+    """Copy a quant layer's input Q/DQ above the Concat / MaxPool that feed it, onto each of their inputs.
+
+    Quantization is monotone and elementwise, so it commutes with concatenation and max-pooling: the
+    layer's own Q/DQ then sees values already on its grid and changes nothing (exact). What it buys: every
+    Concat input carries the same scale (TensorRT keeps the Concat in int8) and the convs in front of a
+    Concat end in a Q (ONNX Runtime fuses them into QLinearConv; SqueezeNet's fire modules otherwise
+    never do). Only single-consumer chains are rewritten, so no other reader sees quantized values.
+
+    Returns:
+        How many Q/DQs were inserted.
+    """
+    modules = dict(gm.named_modules())
+    inserted = 0
+
+    def qdq_before(consumer: fx.Node, value: fx.Node, spec: ActQDQ) -> fx.Node:
+        nonlocal inserted
+        name = f"shared_qdq_{inserted}"
+        inserted += 1
+        gm.add_submodule(name, QDQ(spec))
+        with gm.graph.inserting_before(consumer):
+            return gm.graph.call_module(name, (value,))
+
+    def push(node: fx.Node, spec: ActQDQ) -> None:
+        def rewrite(value: Any) -> Any:
+            if not isinstance(value, fx.Node):
+                return value
+            if len(value.users) == 1 and (_is_cat(value) or _is_maxpool(value, modules)):
+                push(value, spec)
+                return value
+            return qdq_before(node, value, spec)
+
+        if _is_cat(node):
+            items: Any = node.args[0]
+            node.args = ([rewrite(v) for v in items], *node.args[1:])
+        else:
+            node.args = (rewrite(node.args[0]), *node.args[1:])
+
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or str(node.target) not in plans:
+            continue
+        src = node.args[0]
+        if isinstance(src, fx.Node) and len(src.users) == 1 and (_is_cat(src) or _is_maxpool(src, modules)):
+            push(src, plans[str(node.target)].act)
+    gm.graph.lint()
+    gm.recompile()
+    return inserted
+
+
 def _clip_range(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[float, float] | None:
     """``(lo, hi)`` when ``node`` is a ReLU6 / Hardtanh (a clip of its input), else None."""
     if node.op == "call_module":
@@ -218,6 +279,7 @@ def lower(folded: FoldedModel, target: str, *, allow_requantize: bool = False,
     layers = {name: modules[name] for name in folded.quant_layers}
     plans = plan_layers(layers, target, nonneg_inputs=nonneg, allow_requantize=allow_requantize)  # type: ignore[arg-type]
     extra = lower_standalone_quantizers(gm, target, allow_requantize=allow_requantize)
+    share_qdq_upstream(gm, plans)
     if target == "onnxruntime":
         drop_redundant_clips(gm, plans)
     skips: dict[str, ActQDQ] = {}

@@ -194,3 +194,80 @@ def test_requantized_export_says_so_and_measures_the_cost(tmp_path):
     assert all(not layer["exact"] for layer in graph["layers"])
     off = result.manifest["parity"]["int8"]["off"]
     assert off["max_abs_dlogit"] > 1e-4  # the re-quantized grid is not the trained one, and parity shows it
+
+
+class _SkipQuantNet(nn.Module):
+    """One residual block whose skip branch the model itself quantizes (as a QAT residual quantizer would)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from sqakd_edge.quant.quantizers import LSQActivation
+
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.conv1, self.bn1 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.skip_quant = LSQActivation(8)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        out = torch.relu(out + self.skip_quant(x))
+        return self.fc(out.mean((2, 3)))
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "onnxruntime"])
+def test_a_quantizer_the_student_calls_itself_becomes_an_exact_qdq(target):
+    from sqakd_edge.export.lint import lint_model
+
+    torch.manual_seed(0)
+    s = prepare_qat(_SkipQuantNet(), QuantConfig(quantizer="lsq", wbits=4, abits=4)).eval()
+    x = torch.randn(32, 1, 8, 8)
+    with torch.no_grad():
+        s(x)
+        want = s(x).numpy()
+    lowered = lower(fold_batchnorm(s), target)
+    model = to_onnx(lowered.module, x[:1], 13)
+    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) == 3  # conv1, conv2 inputs + the skip
+    assert [f.rule for f in lint_model(model, target)] == []  # the residual Add now fuses: no warning
+    got = run(session(model.SerializeToString(), "off"), x.numpy())
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+class _FireNet(nn.Module):
+    """SqueezeNet's fire pattern: two convs -> ReLU -> Concat -> MaxPool -> the next conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.a, self.b = nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2, ceil_mode=True)
+        self.c = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        x = self.pool(torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], 1))
+        return self.fc(torch.relu(self.c(x)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "onnxruntime"])
+def test_qdq_shared_above_concat_and_maxpool(target):
+    from sqakd_edge.export.lint import lint_model
+    from sqakd_edge.export.parity import ParityThresholds, graph_parity
+
+    torch.manual_seed(0)
+    s = prepare_qat(_FireNet(), QuantConfig(quantizer="pact", wbits=4, abits=4)).eval()
+    x = torch.randn(32, 1, 9, 9)
+    with torch.no_grad():
+        s(x)
+        want = s(x).numpy()
+    model = to_onnx(lower(fold_batchnorm(s), target).module, x[:1], 13)
+    assert lint_model(model, target) == []
+    q_before_cat = [n for n in model.graph.node if n.op_type == "Concat"
+                    and all(i.endswith("DequantizeLinear_output_0") for i in n.input)]
+    assert len(q_before_cat) == 1  # both Concat inputs carry the next conv's Q/DQ (one shared scale)
+    result = graph_parity(model.SerializeToString(), x.numpy(), want, ParityThresholds(), inspect_kernels=True)
+    assert result["off"]["max_abs_dlogit"] < 1e-4 * max(1.0, float(np.abs(want).max()))  # exact: it commutes
+    if target == "onnxruntime":
+        assert result["on"]["kernels"]["integer"] == {"QLinearConv": 2}  # a and b now end in a Q

@@ -44,6 +44,8 @@ QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 # ops a weighted layer's output passes through before its activation Q (TensorRT fuses them)
 _FUSED_AFTER_WEIGHTED = ("BatchNormalization", "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish",
                          "Tanh", "Elu", "Selu", "PRelu")
+# a Q/DQ repeated on the way (with its Clip or ReLU) hands the same values on to the layer it quantizes
+_REQUANTIZE = ("QuantizeLinear", "DequantizeLinear", "Clip", "Relu")
 # ops a dequantized tensor may pass through on its way to the layer it quantizes
 _PASS_THROUGH = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose",
                  "Squeeze", "Unsqueeze", "Pad", "Slice", "Concat", "Split", "Resize", "Identity")
@@ -142,7 +144,7 @@ class _Graph:
                 continue
             seen.add(t)
             for c in self.consumers.get(t, []):
-                if c.op_type in _PASS_THROUGH:
+                if c.op_type in _PASS_THROUGH or c.op_type in _REQUANTIZE:
                     stack.extend(c.output)
                 else:
                     out.append((c, t))

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ..errors import ExportError
+from ..quant.quantizers import Quantizer
 from .fold import (
     FoldedModel,
     FoldedQuantConv2d,
@@ -25,7 +28,7 @@ from .fold import (
     residual_skips,
     set_submodule,
 )
-from .plan import LayerPlan, plan_layers
+from .plan import FIX, GridMiss, LayerPlan, plan_activation, plan_layers
 from .qdq import QDQ, ActQDQ, dequantize_weight
 
 # The skip-branch scale covers max|x| on the calibration inputs times this, so inputs a little beyond
@@ -82,11 +85,99 @@ class Lowered:
     plans: dict[str, LayerPlan]
     skips: dict[str, ActQDQ] = field(default_factory=dict)
     output_step: torch.Tensor | None = None
+    standalone_notes: list[str] = field(default_factory=list)
 
     @property
     def requantized(self) -> list[str]:
         """``layer: note`` for every re-quantized grid."""
-        return [f"{name}: {note}" for name, p in self.plans.items() for note in p.requantized]
+        return [f"{name}: {note}" for name, p in self.plans.items() for note in p.requantized] + self.standalone_notes
+
+
+def lower_standalone_quantizers(gm: fx.GraphModule, target: str, *, allow_requantize: bool) -> list[str]:
+    """Replace activation quantizers called on their own (e.g. a student's residual-skip quantizer) by Q/DQ.
+
+    Returns:
+        Notes on re-quantized grids.
+
+    Raises:
+        ExportError: a grid that does not fit (with the quantizer's name and the fix).
+    """
+    notes: list[str] = []
+    modules = dict(gm.named_modules())
+    for node in gm.graph.nodes:
+        q = modules.get(str(node.target)) if node.op == "call_module" else None
+        if not isinstance(q, Quantizer) or q.is_weight or not q.enabled:
+            continue
+        nonneg = isinstance(node.args[0], fx.Node) and is_nonnegative(node.args[0], modules)
+        try:
+            spec, _, extra = plan_activation(q, str(node.target), target, nonneg=nonneg,
+                                             allow_requantize=allow_requantize)
+        except GridMiss as miss:
+            raise ExportError(f"quantizer {node.target} cannot be exported exactly for {target}: {miss}; "
+                              f"fix: {FIX}") from None
+        set_submodule(gm, str(node.target), QDQ(spec))
+        notes.extend(f"{node.target}: {n}" for n in extra)
+    return notes
+
+
+def _is_cat(node: fx.Node) -> bool:
+    return (node.op == "call_function" and node.target in (torch.cat, torch.concat)
+            and isinstance(node.args[0], (list, tuple)))
+
+
+def _is_maxpool(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules[str(node.target)], nn.MaxPool2d)
+    return node.op == "call_function" and node.target is F.max_pool2d
+
+
+def share_qdq_upstream(gm: fx.GraphModule, plans: dict[str, LayerPlan]) -> int:
+    """Copy a quant layer's input Q/DQ above the Concat / MaxPool that feed it, onto each of their inputs.
+
+    Quantization is monotone and elementwise, so it commutes with concatenation and max-pooling: the
+    layer's own Q/DQ then sees values already on its grid and changes nothing (exact). What it buys: every
+    Concat input carries the same scale (TensorRT keeps the Concat in int8) and the convs in front of a
+    Concat end in a Q (ONNX Runtime fuses them into QLinearConv; SqueezeNet's fire modules otherwise
+    never do). Only single-consumer chains are rewritten, so no other reader sees quantized values.
+
+    Returns:
+        How many Q/DQs were inserted.
+    """
+    modules = dict(gm.named_modules())
+    inserted = 0
+
+    def qdq_before(consumer: fx.Node, value: fx.Node, spec: ActQDQ) -> fx.Node:
+        nonlocal inserted
+        name = f"shared_qdq_{inserted}"
+        inserted += 1
+        gm.add_submodule(name, QDQ(spec))
+        with gm.graph.inserting_before(consumer):
+            return gm.graph.call_module(name, (value,))
+
+    def push(node: fx.Node, spec: ActQDQ) -> None:
+        def rewrite(value: Any) -> Any:
+            if not isinstance(value, fx.Node):
+                return value
+            if len(value.users) == 1 and (_is_cat(value) or _is_maxpool(value, modules)):
+                push(value, spec)
+                return value
+            return qdq_before(node, value, spec)
+
+        if _is_cat(node):
+            items: Any = node.args[0]
+            node.args = ([rewrite(v) for v in items], *node.args[1:])
+        else:
+            node.args = (rewrite(node.args[0]), *node.args[1:])
+
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or str(node.target) not in plans:
+            continue
+        src = node.args[0]
+        if isinstance(src, fx.Node) and len(src.users) == 1 and (_is_cat(src) or _is_maxpool(src, modules)):
+            push(src, plans[str(node.target)].act)
+    gm.graph.lint()
+    gm.recompile()
+    return inserted
 
 
 def _clip_range(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[float, float] | None:
@@ -187,6 +278,8 @@ def lower(folded: FoldedModel, target: str, *, allow_requantize: bool = False,
                 last_quant = str(out.target)
     layers = {name: modules[name] for name in folded.quant_layers}
     plans = plan_layers(layers, target, nonneg_inputs=nonneg, allow_requantize=allow_requantize)  # type: ignore[arg-type]
+    extra = lower_standalone_quantizers(gm, target, allow_requantize=allow_requantize)
+    share_qdq_upstream(gm, plans)
     if target == "onnxruntime":
         drop_redundant_clips(gm, plans)
     skips: dict[str, ActQDQ] = {}
@@ -205,4 +298,4 @@ def lower(folded: FoldedModel, target: str, *, allow_requantize: bool = False,
     step = None
     if last_quant is not None:  # the trained grid's step (before the int8 headroom multiplier)
         step = folded.quant_layers[last_quant].weight_scale.to(torch.float64) * plans[last_quant].act.scale
-    return Lowered(gm.eval(), plans, skips, step)
+    return Lowered(gm.eval(), plans, skips, step, extra)

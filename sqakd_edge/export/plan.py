@@ -16,6 +16,7 @@ import torch
 
 from ..errors import ExportError
 from ..quant.grid import NotDeployable
+from ..quant.quantizers import Quantizer
 from .fold import FoldedQuantLayer
 from .qdq import INT_RANGES, ActQDQ
 
@@ -65,13 +66,12 @@ class LayerPlan:
         }
 
 
-class _Miss(Exception):
-    """A grid that does not fit (internal: collected, then reported together)."""
+class GridMiss(Exception):
+    """A grid that does not fit the target (the callers turn it into an ExportError with the fix)."""
 
 
-def _act_range(layer: FoldedQuantLayer) -> tuple[float, float] | None:
+def _act_range(q: Quantizer) -> tuple[float, float] | None:
     """The float range of an affine activation quantizer (for re-quantization), if it states one."""
-    q = layer.act_quantizer
     lower, upper = getattr(q, "lower", None), getattr(q, "upper", None)
     if lower is None or upper is None:
         return None
@@ -85,12 +85,13 @@ def _clip_needed(dtype: str, qmin: int, qmax: int, nonneg: bool) -> bool:
     return qmin > lo and not (qmin == 0 and nonneg)
 
 
-def plan_activation(layer: FoldedQuantLayer, target: str, *, nonneg: bool, allow_requantize: bool
+def plan_activation(quantizer: Quantizer, name: str, target: str, *, nonneg: bool, allow_requantize: bool
                     ) -> tuple[ActQDQ, tuple[int, int] | None, list[str]]:
-    """The input Q/DQ of ``layer`` for ``target``.
+    """The Q/DQ of an activation quantizer (a quant layer's input, or a standalone one) for ``target``.
 
     Args:
-        layer: the folded layer.
+        quantizer: the activation quantizer.
+        name: its layer's (or its own) name, for messages.
         target: ``tensorrt`` or ``onnxruntime``.
         nonneg: the input is known to be >= 0 (a ReLU output), so clipping at 0 is not needed.
         allow_requantize: re-quantize a grid that does not fit instead of refusing.
@@ -99,18 +100,18 @@ def plan_activation(layer: FoldedQuantLayer, target: str, *, nonneg: bool, allow
         ``(spec, trained grid range or None, notes on re-quantization)``.
 
     Raises:
-        _Miss: the grid does not fit and ``allow_requantize`` is False.
+        GridMiss: the grid does not fit and ``allow_requantize`` is False.
     """
     notes: list[str] = []
     float_range: tuple[float, float] | None = None
     try:
-        grid = layer.act_quantizer.grid()
+        grid = quantizer.grid()
         scale, qmin, qmax = float(grid.scale), grid.qmin, grid.qmax
         trained: tuple[int, int] | None = (qmin, qmax)
     except NotDeployable as exc:
-        rng = _act_range(layer)
+        rng = _act_range(quantizer)
         if not allow_requantize or rng is None:
-            raise _Miss(f"input quantizer: {exc}") from None
+            raise GridMiss(f"input quantizer: {exc}") from None
         lo, hi = rng
         float_range, trained = rng, None
         if lo >= 0:
@@ -122,7 +123,7 @@ def plan_activation(layer: FoldedQuantLayer, target: str, *, nonneg: bool, allow
         notes.append(f"input: affine range [{lo:.4g}, {hi:.4g}] re-quantized to int grid [{qmin}, {qmax}] "
                      f"with scale {scale:.4g}")
     if not (scale > 0 and scale < float("inf")):
-        raise ExportError(f"layer {layer.source}: input scale {scale} is not a positive finite number; the "
+        raise ExportError(f"layer {name}: input scale {scale} is not a positive finite number; the "
                           "quantizer's state is broken (retrain or re-initialise it)")
     if target == "tensorrt":
         dtype = "int8"
@@ -130,7 +131,7 @@ def plan_activation(layer: FoldedQuantLayer, target: str, *, nonneg: bool, allow
             reason = (f"input grid [{qmin}, {qmax}] (unsigned 8-bit) does not fit TensorRT's signed int8 [-128, 127]"
                       if qmin >= 0 else f"input grid [{qmin}, {qmax}] does not fit int8")
             if not allow_requantize:
-                raise _Miss(reason)
+                raise GridMiss(reason)
             factor = max(qmax / 127, -qmin / 128)
             scale, qmin, qmax = scale * factor, max(round(qmin / factor), -127), min(round(qmax / factor), 127)
             notes.append(f"input: {reason}; re-quantized to [{qmin}, {qmax}] with scale {scale:.4g}")
@@ -138,7 +139,7 @@ def plan_activation(layer: FoldedQuantLayer, target: str, *, nonneg: bool, allow
         dtype = "uint8" if qmin >= 0 else "int8"
         tmin, tmax = INT_RANGES[dtype]
         if qmin < tmin or qmax > tmax:  # cannot happen for <= 8-bit grids; kept for safety
-            raise _Miss(f"input grid [{qmin}, {qmax}] does not fit {dtype}")
+            raise GridMiss(f"input grid [{qmin}, {qmax}] does not fit {dtype}")
     clip: tuple[float, float] | None = None
     int_clip = False
     if _clip_needed(dtype, qmin, qmax, nonneg):
@@ -169,7 +170,7 @@ def plan_weights(layer: FoldedQuantLayer, *, allow_requantize: bool, act_qmax: i
         act_scale: the input scale (with the weight scale, it sets the bias grid).
 
     Raises:
-        _Miss: weights outside int8 and ``allow_requantize`` is False.
+        GridMiss: weights outside int8 and ``allow_requantize`` is False.
     """
     q = layer.weight_int.to(torch.int64)
     scale = layer.weight_scale.clone()
@@ -211,7 +212,7 @@ def _requantize_weights(layer: FoldedQuantLayer, q: torch.Tensor, scale: torch.T
         reason = (f"BatchNorm {layer.bn} has a negative gamma on channel(s) {channels}: flipping the integer "
                   "weights' sign turns -128 into +128, outside int8")
     if not allow_requantize:
-        raise _Miss(reason)
+        raise GridMiss(reason)
     qf = q.to(torch.float64)
     new_q = qf.clone()
     new_scale = scale.to(torch.float64).clone()
@@ -248,11 +249,11 @@ def plan_layers(layers: dict[str, FoldedQuantLayer], target: str, *, nonneg_inpu
     misses: list[tuple[str, str]] = []
     for name, layer in layers.items():
         try:
-            act, trained, act_notes = plan_activation(layer, target, nonneg=name in nonneg_inputs,
+            act, trained, act_notes = plan_activation(layer.act_quantizer, name, target, nonneg=name in nonneg_inputs,
                                                       allow_requantize=allow_requantize)
             weight_int, weight_scale, w_notes = plan_weights(layer, allow_requantize=allow_requantize,
                                                              act_qmax=act.qmax, act_scale=act.scale)
-        except _Miss as miss:
+        except GridMiss as miss:
             misses.append((name, str(miss)))
             continue
         wgrid = (int(layer.weight_int.min()), int(layer.weight_int.max())) if layer.weight_int.numel() else (0, 0)

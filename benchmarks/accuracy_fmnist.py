@@ -243,11 +243,16 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_ext(base: Path, ext: str) -> Path:
+    """``base`` plus an extension; unlike ``with_suffix`` it keeps dots in the name (``accuracy_fmnist.teacher6``)."""
+    return base.parent / f"{base.name}{ext}"
+
+
 def write_results(base: Path, report: dict[str, Any]) -> None:
     text_json = json.dumps(report, indent=2)
-    atomic_write_bytes(base.with_suffix(".json"), lambda f: f.write(text_json.encode()))
+    atomic_write_bytes(with_ext(base, ".json"), lambda f: f.write(text_json.encode()))
     text_md = markdown(report)
-    atomic_write_bytes(base.with_suffix(".md"), lambda f: f.write(text_md.encode()))
+    atomic_write_bytes(with_ext(base, ".md"), lambda f: f.write(text_md.encode()))
 
 
 def short(config: TrainConfig) -> str:
@@ -261,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     notes = Path(args.notes).read_text().strip().splitlines() if args.notes else []
     if args.report_only:
         base = Path(args.results)
-        report = json.loads(base.with_suffix(".json").read_text())
+        report = json.loads(with_ext(base, ".json").read_text())
         report["notes"] = notes or report.get("notes", [])
         write_results(base, report)
         return
@@ -339,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     report["wall_seconds"] = time.perf_counter() - wall_start
     report["written"] = time.strftime("%Y-%m-%d %H:%M:%S")
     write_results(results, report)
-    log(f"done in {report['wall_seconds'] / 60:.1f} min; wrote {results.with_suffix('.md')}")
+    log(f"done in {report['wall_seconds'] / 60:.1f} min; wrote {with_ext(results, '.md')}")
 
 
 if __name__ == "__main__":

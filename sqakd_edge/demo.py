@@ -90,7 +90,10 @@ def run_demo(out_dir: str | Path, *, data: str = "embedded", model: str = "resne
     from .export.api import ExportConfig, export_checkpoint
 
     for folder, target in (("export", "tensorrt"), ("export-cpu", "onnxruntime")):
-        exported = export_checkpoint(student.best_path, out / folder, ExportConfig(int8=True, target=target),
+        # The demo shows parity instead of stopping on a miss: a short run's near-tied logits can flip
+        # under ORT's fused integer kernels; the manifest and the summary say MISS when that happens.
+        exported = export_checkpoint(student.best_path, out / folder,
+                                     ExportConfig(int8=True, target=target, fail_on_parity_miss=False),
                                      teacher=teacher.best_path, data=data, force=force, log=log)
         result.parity[target] = {"line": exported.parity_line(), **exported.manifest.get("parity", {})}
         log(f"  {target}: {result.parity[target]['line']}")

@@ -175,6 +175,7 @@ def test_held_out_split_is_deterministic_and_disjoint():
 @pytest.mark.parametrize("content,match", [
     (b"", "corrupt, truncated"),
     (b"PK\x03\x04 truncated zip", "corrupt, truncated"),
+    (b"hi\n", "corrupt, truncated"),  # a short text file: torch.load raises KeyError
 ])
 def test_bad_checkpoint_files(tmp_path, content, match):
     path = tmp_path / "bad.pt"

@@ -64,7 +64,7 @@ def load_checkpoint(path: str | Path, *, kind: str | None = None) -> dict[str, A
         raise CheckpointError(f"checkpoint {p} does not exist; pass the .pt file written by 'sqakd-edge train'")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"checkpoint {p} is corrupt, truncated or not a safe PyTorch file ({first[:160]}); "

@@ -10,6 +10,7 @@ the ratio is of medians.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -23,6 +24,7 @@ from sqakd_edge.config import QuantConfig, TrainConfig
 from sqakd_edge.models import create_model
 from sqakd_edge.quant import prepare_qat
 from sqakd_edge.train.loop import make_optimizer
+from sqakd_edge.train.teacher import frozen_teacher
 from sqakd_edge.train.loss import kd_loss
 
 
@@ -46,6 +48,7 @@ def make_step(kind: str, teacher: torch.nn.Module, batch: int, device: torch.dev
         student(x)  # initialise quantizer ranges
     student.train()
     opt = make_optimizer(student, TrainConfig())
+    teacher = frozen_teacher(copy.deepcopy(teacher), device)  # as fit runs it: Conv+BN folded
 
     def step():
         with torch.no_grad():

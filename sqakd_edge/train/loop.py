@@ -27,6 +27,7 @@ from .checkpoint import FORMAT, VERSION, atomic_write_bytes, load_checkpoint, sa
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, device_for, gather_objects
 from .ewgs import update_ewgs_deltas
 from .loss import training_loss
+from .teacher import frozen_teacher
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "summary.json")
 
@@ -255,9 +256,7 @@ def fit(
     torch.manual_seed(config.seed + info.rank)
     student.to(device)
     if teacher is not None:
-        teacher.to(device).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
+        teacher = frozen_teacher(teacher, device)
 
     sampler: DistributedSampler = DistributedSampler(
         data.train, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=config.seed, drop_last=True

@@ -24,8 +24,8 @@ from sqakd_edge.config import QuantConfig, TrainConfig
 from sqakd_edge.models import create_model
 from sqakd_edge.quant import prepare_qat
 from sqakd_edge.train.loop import make_optimizer
-from sqakd_edge.train.teacher import frozen_teacher
 from sqakd_edge.train.loss import kd_loss
+from sqakd_edge.train.teacher import frozen_teacher
 
 
 def make_step(kind: str, teacher: torch.nn.Module, batch: int, device: torch.device):

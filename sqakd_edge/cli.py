@@ -92,6 +92,9 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--paper-grids", is_flag=True,
               help="The papers' exact grids (learned affine ranges, 2^8-level weights), not INT8-deployable ones.")
 @click.option("--quantize-first-last", is_flag=True, help="Quantize the first and last layers too (paper: float).")
+@click.option("--residual-bits", type=int, default=8, show_default=True,
+              help="Bits of the quantizer on each residual branch output, so integer runtimes fuse every conv; "
+                   "0: float Adds (paper).")
 @click.option("--keep-float", default="", help="Comma-separated layer names to keep in float.")
 @click.option("--recipe", help="Named settings (see --list-recipes). [default: demo-fp for --fp, demo for students]")
 @click.option("--epochs", type=int, help="Override the recipe's epochs.")
@@ -110,8 +113,8 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(float_teacher: bool, teacher: str | None, data: str, out: str, model: str | None, method: str,
           quantizer: str, backward: str, wbits: int, abits: int, per_tensor: bool, act_sign: str, paper_grids: bool,
-          quantize_first_last: bool, keep_float: str, recipe: str | None, no_progress: bool, resume: bool,
-          force: bool, **overrides: Any) -> None:
+          quantize_first_last: bool, residual_bits: int, keep_float: str, recipe: str | None, no_progress: bool,
+          resume: bool, force: bool, **overrides: Any) -> None:
     """Train a float teacher (--fp) or an SQAKD/QAT student (--teacher CKPT)."""
     from .config import QuantConfig
     from .errors import ConfigError
@@ -135,6 +138,7 @@ def train(float_teacher: bool, teacher: str | None, data: str, out: str, model: 
         quant = QuantConfig(quantizer=quantizer, backward=backward, wbits=wbits, abits=abits,
                             weight_granularity="per_tensor" if per_tensor else "per_channel", act_sign=act_sign,
                             deployable=not paper_grids, keep_first_last_float=not quantize_first_last,
+                            residual_bits=residual_bits,
                             keep_float=tuple(n for n in keep_float.split(",") if n))
         chosen = get_recipe(recipe or "demo")
         chosen.check_fits(data, teacher=False)

@@ -54,6 +54,10 @@ class QuantConfig:
         keep_float: further layer names (as in ``model.named_modules()``) kept in full precision.
         ewgs_delta_init: initial EWGS delta.
         ewgs_update_every: iterations between EWGS delta updates (0: once per epoch).
+        residual_bits: bits of a signed quantizer on each residual branch's output (the input of a
+            residual Add that comes from a quant layer), 1-8; 0 leaves the Adds float as in the paper.
+            With it, integer runtimes keep every conv in integers and export stays exact
+            (``sqakd_edge.quant.residual``).
     """
 
     quantizer: str = "lsq"
@@ -67,6 +71,7 @@ class QuantConfig:
     keep_float: tuple[str, ...] = ()
     ewgs_delta_init: float = 1e-3
     ewgs_update_every: int = 0
+    residual_bits: int = 8
 
     def __post_init__(self) -> None:
         _one_of("quantizer", self.quantizer, QUANTIZERS)
@@ -77,6 +82,9 @@ class QuantConfig:
             bits = getattr(self, name)
             if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
                 raise ConfigError(f"{name} must be an integer from 1 to 8, got {bits!r}")
+        bits = self.residual_bits
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 0 <= bits <= 8:
+            raise ConfigError(f"residual_bits must be an integer from 0 (off) to 8, got {bits!r}")
         _positive("ewgs_delta_init", self.ewgs_delta_init, allow_zero=True)
         _positive("ewgs_update_every", self.ewgs_update_every, allow_zero=True)
         object.__setattr__(self, "keep_float", tuple(self.keep_float))

@@ -19,8 +19,12 @@ def test_bench_speed_script_writes_its_table(tmp_path):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "bench_speed.json").read_text())
     (config,) = doc["models"][0]["configs"]
-    assert set(config["stats"]) == {"fp32", "int8-trt", "int8-ort", "ort-qs", "eager"}
+    assert set(config["stats"]) == {"fp32", "int8-trt", "int8-ort", "ort-qs", "ort-qs-u8", "eager"}
     assert config["precision_ran"]["int8-ort"] == "int8"
-    # with trained-like BN every conv and the classifier of ResNet-20 fuse into integer kernels
-    assert config["placement"]["int8-ort"]["float_layers"] == 0
+    # our --target onnxruntime graph of the W4A4 student: every quantized conv on an integer kernel, only the
+    # float first and last layers (the paper's policy) in float; quantize_static's u8 graph quantizes all 20
+    assert config["placement"]["int8-ort"]["int8_layers"] == 18
+    assert config["placement"]["int8-ort"]["float_layers"] == 2
+    assert config["placement"]["ort-qs-u8"]["float_layers"] == 0
+    assert doc["models"][0]["parity"]["int8-ort"]["off"]["top1_agreement"] == 1.0  # exact graph, reference ORT
     assert "| 2 | 1 |" in (tmp_path / "bench_speed.md").read_text()

@@ -12,6 +12,7 @@ from sqakd_edge.export.fold import FoldedQuantConv2d, fold_batchnorm, fold_layer
 from sqakd_edge.models import create_model
 from sqakd_edge.quant import iter_quant_layers, prepare_qat
 from sqakd_edge.quant.modules import QuantConv2d
+from sqakd_edge.quant.quantizers import Quantizer
 
 
 def _randomise_bn(model: nn.Module, gen: torch.Generator, negative: bool = True) -> None:
@@ -94,15 +95,19 @@ def test_whole_model_folded_equals_unfolded(quantizer):
     folded = fold_batchnorm(student)
     assert len(folded.folded_bn) == 19 and not any(isinstance(m, nn.BatchNorm2d) for m in folded.module.modules())
     assert set(folded.quant_layers) == {name for name, _ in iter_quant_layers(student)}
-    # input quantizers off (weights stay on their grid): a float comparison, no rounding to flip
-    for layer in [layer for _, layer in iter_quant_layers(student)] + list(folded.quant_layers.values()):
-        layer.act_quantizer.enabled = False
+    # activation quantizers off (layer inputs and residual Adds; weights stay on their grid): a float
+    # comparison, no rounding to flip
+    activations = [m for m in [*student.modules(), *folded.module.modules()]
+                   if isinstance(m, Quantizer) and not m.is_weight]
+    assert len(activations) > 2 * 18  # the layers' inputs and the residual quantizers, in both models
+    for q in activations:
+        q.enabled = False
     with torch.no_grad():
         want, got = student(x), folded.module(x)
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
-    # input quantizers on: roundings sit on the same grid; float noise may flip a rare tie, not the decision
-    for layer in [layer for _, layer in iter_quant_layers(student)] + list(folded.quant_layers.values()):
-        layer.act_quantizer.enabled = True
+    # quantizers on: roundings sit on the same grid; float noise may flip a rare tie, not the decision
+    for q in activations:
+        q.enabled = True
     with torch.no_grad():
         want, got = student(x), folded.module(x)
     assert torch.equal(want.argmax(1), got.argmax(1))

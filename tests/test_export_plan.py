@@ -190,7 +190,8 @@ def test_requantized_export_says_so_and_measures_the_cost(tmp_path):
     data = ParityData(x, None, None, "x", None)
     result = export_model(s, tmp_path / "out", config, model_meta=meta, parity_data=data, log=lambda _m: None)
     graph = result.manifest["graphs"]["int8"]
-    assert graph["exact"] is False and len(graph["requantized"]) == 18  # every quant layer's [0, 255] input
+    # every quant layer's [0, 255] input, and the 9 residual blocks' [0, 255] outputs
+    assert graph["exact"] is False and len(graph["requantized"]) == 18 + 9
     assert all(not layer["exact"] for layer in graph["layers"])
     off = result.manifest["parity"]["int8"]["off"]
     assert off["max_abs_dlogit"] > 1e-4  # the re-quantized grid is not the trained one, and parity shows it
@@ -221,7 +222,8 @@ def test_a_quantizer_the_student_calls_itself_becomes_an_exact_qdq(target):
     from sqakd_edge.export.lint import lint_model
 
     torch.manual_seed(0)
-    s = prepare_qat(_SkipQuantNet(), QuantConfig(quantizer="lsq", wbits=4, abits=4)).eval()
+    # residual_bits=0: the model's own skip quantizer is the point here, not the ones prepare_qat adds
+    s = prepare_qat(_SkipQuantNet(), QuantConfig(quantizer="lsq", wbits=4, abits=4, residual_bits=0)).eval()
     x = torch.randn(32, 1, 8, 8)
     with torch.no_grad():
         s(x)

@@ -126,8 +126,8 @@ def test_quantizer_parameters_learn(float_model, family):
     student = prepare_qat(float_model, QuantConfig(quantizer=family, wbits=3, abits=3)).train()
     student(torch.randn(8, 1, 16, 16)).logsumexp(1).mean().backward()
     grads = {n: p.grad for n, p in student.named_parameters() if "quantizer" in n and p.requires_grad}
-    if family == "dorefa":
-        assert not grads  # DoReFa has no learned quantizer parameters
+    if family == "dorefa":  # DoReFa has no learned quantizer parameters (its residual quantizers are LSQ)
+        assert grads and all(".act_quantizer." not in n and ".weight_quantizer." not in n for n in grads)
     else:
         assert grads and any(g is not None and g.abs().sum() > 0 for g in grads.values())
 
@@ -166,7 +166,8 @@ def test_eight_bit_student_starts_close_to_the_teacher(float_model):
         student = prepare_qat(float_model, QuantConfig(quantizer=family, wbits=8, abits=8)).eval()
         student(x)
         assert (student(x).argmax(1) == ref.argmax(1)).float().mean() >= 0.8
-        assert (student(x) - ref).abs().max() < 0.25 * ref.abs().max()
+        # 0.3: 18 layer inputs and 18 residual quantizers at 8 bits, ranges from one untrained batch
+        assert (student(x) - ref).abs().max() < 0.3 * ref.abs().max()
 
 
 @pytest.mark.parametrize("kwargs,match", [

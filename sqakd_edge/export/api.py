@@ -512,8 +512,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, config: Expor
     Example:
         >>> export_checkpoint("runs/w4a4/best.pt", "runs/w4a4/export", ExportConfig(target="tensorrt"))
     """
-    from ..config import from_dict
-    from ..train.checkpoint import build_model_from_checkpoint, file_sha256, load_checkpoint
+    from ..train.checkpoint import build_model_from_checkpoint, file_sha256, load_checkpoint, quant_config_of
 
     path = Path(checkpoint)
     ckpt = _load(load_checkpoint, path)
@@ -535,7 +534,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, config: Expor
         provenance["teacher"] = {"file": str(Path(teacher).resolve()), "sha256": file_sha256(teacher)}
     data_meta = ckpt.get("data") or {}
     fallbacks = tuple(dict.fromkeys(s for s in (data_meta.get("spec"), "embedded") if s))
-    quant = from_dict(QuantConfig, ckpt["quant"]) if is_student and ckpt.get("quant") else None
+    quant = quant_config_of(ckpt) if is_student and ckpt.get("quant") else None
     mean = tuple(data_meta["mean"]) if data_meta.get("mean") else None
     std = tuple(data_meta["std"]) if data_meta.get("std") else None
     return export_model(model if is_student else None, out_dir, config, model_meta=meta, float_model=float_model,

@@ -11,6 +11,7 @@ from ..config import QuantConfig
 from ..errors import ConfigError
 from .modules import QUANT_MODULES, QuantLayer
 from .quantizers import Quantizer
+from .residual import quantize_residuals
 
 
 def weighted_layer_names(model: nn.Module) -> list[str]:
@@ -42,7 +43,8 @@ def prepare_qat(model: nn.Module, config: QuantConfig) -> nn.Module:
         config: bits, quantizer family, backward and layer policy.
 
     Returns:
-        A deep copy in which the selected Conv2d/Linear layers are quant layers.
+        A deep copy in which the selected Conv2d/Linear layers are quant layers, and (with
+        ``residual_bits``) both inputs of each residual Add after one are quantized.
 
     Example:
         >>> student = prepare_qat(teacher, QuantConfig(quantizer="lsq", wbits=4, abits=4))
@@ -57,6 +59,8 @@ def prepare_qat(model: nn.Module, config: QuantConfig) -> nn.Module:
         parent = student.get_submodule(parent_name) if parent_name else student
         layer = getattr(parent, attr)
         setattr(parent, attr, QUANT_MODULES[type(layer)].from_float(layer, config))  # type: ignore[attr-defined]
+    if config.residual_bits:
+        quantize_residuals(student, config)
     return student
 
 
@@ -81,10 +85,14 @@ def set_quantization(model: nn.Module, enabled: bool) -> None:
 
 
 def to_float(model: nn.Module) -> nn.Module:
-    """A float copy of a student: quant layers become plain layers with the same float weights."""
+    """A float copy of a student: quant layers become plain layers with the same float weights.
+
+    Quantizers outside quant layers (on residual Adds) stay in place, switched off: identities.
+    """
     float_model = copy.deepcopy(model)
     for name, layer in list(iter_quant_layers(float_model)):
         parent_name, _, attr = name.rpartition(".")
         parent = float_model.get_submodule(parent_name) if parent_name else float_model
         setattr(parent, attr, layer.to_float())  # type: ignore[attr-defined]
+    set_quantization(float_model, False)
     return float_model

@@ -90,6 +90,12 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def quant_config_of(ckpt: dict[str, Any]) -> QuantConfig:
+    """The student's :class:`QuantConfig` as its checkpoint records it."""
+    # Checkpoints written before residual quantizers existed have no such key: they had none.
+    return from_dict(QuantConfig, {"residual_bits": 0, **ckpt["quant"]})
+
+
 def build_model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     """The model a checkpoint holds (float, or fake-quant for students), weights loaded, in eval mode.
 
@@ -102,7 +108,7 @@ def build_model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     meta = ckpt["model"]
     model = create_model(meta["name"], num_classes=meta["num_classes"], in_channels=meta["in_channels"])
     if ckpt["kind"] == "student":
-        model = prepare_qat(model, from_dict(QuantConfig, ckpt["quant"]))
+        model = prepare_qat(model, quant_config_of(ckpt))
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

@@ -1,0 +1,102 @@
+"""Quantizers on residual Adds, learned in training: the branch output and the block output.
+
+The paper quantizes only the inputs of weighted layers, so a residual block's last conv feeds a float
+Add, and no integer runtime can keep that conv, or the Add, in integers: ONNX Runtime's ``DQ -> Conv -> Q``
+fusion needs a Q on the conv's output and its ``QLinearAdd`` needs both Add inputs dequantized. Without
+them half of a ResNet's convs ran in float (the INT8 graph was 0.5x the FP32 one on this CPU). A Q/DQ
+added only at export would change values the student never saw; quantizers trained with the student keep
+the exported graph exact. They are 8-bit by default, so they cost the student almost nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import QuantConfig
+from .quantizers import FAMILIES, LSQActivation, Quantizer
+
+
+class ResidualBranch(nn.Module):
+    """A residual branch's last module followed by its output quantizer.
+
+    Args:
+        inner: the module whose output enters the residual Add (typically the block's last BatchNorm).
+        quantizer: the signed activation quantizer of that output.
+    """
+
+    def __init__(self, inner: nn.Module, quantizer: Quantizer) -> None:
+        super().__init__()
+        self.inner = inner
+        self.quantizer = quantizer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quantizer(self.inner(x))
+
+
+def residual_quantizer(config: QuantConfig, sign: str) -> Quantizer:
+    """A quantizer for the residual path: the student's family at ``residual_bits``.
+
+    DoReFa's activation range is fixed to [0, 1] / [-1, 1], which pre-activation values and residual
+    streams overflow; LSQ's learned step takes its place for DoReFa students.
+
+    Args:
+        config: the student's quantization settings.
+        sign: ``signed`` (a branch output), or ``auto`` (a block output: unsigned after a final ReLU).
+    """
+    act_cls = FAMILIES[config.quantizer][1] if config.quantizer != "dorefa" else LSQActivation
+    kwargs: dict[str, object] = {"backward": config.backward, "delta_init": config.ewgs_delta_init,
+                                 "sign": sign, "int8_safe": config.deployable}
+    if config.quantizer == "interval":
+        kwargs["deployable"] = config.deployable
+    return act_cls(config.residual_bits, **kwargs)  # type: ignore[arg-type]
+
+
+def _quantize_block_output(block: nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
+    """Forward hook: a residual block's output passes its ``output_quantizer`` (fx traces hooks)."""
+    return block.output_quantizer(output)
+
+
+def quantize_residuals(student: nn.Module, config: QuantConfig) -> list[str]:
+    """Quantize both inputs of every residual Add whose branch ends in a quant layer (in place).
+
+    - The branch's last module (its BatchNorm, or the quant layer itself) is wrapped in
+      :class:`ResidualBranch`: a signed quantizer on the value the branch adds.
+    - The block that holds the Add gets an ``output_quantizer`` run by a forward hook, so the block's
+      output (the next block's skip input, after the final ReLU where there is one) is quantized too.
+      Layer names inside the block stay as they were.
+
+    A residual Add is found on a ``torch.fx`` trace: one input comes from a quant layer (possibly through
+    a BatchNorm), the other is the skip. A model fx cannot trace, or a module called more than once,
+    keeps that part float (export then says so: its lint warns, its speed shows it).
+
+    Returns:
+        The names of the quantized branch modules and blocks.
+    """
+    from ..errors import ExportError
+    from ..export.fold import residual_skips, set_submodule, trace  # graph helpers shared with export
+
+    try:
+        gm = trace(student)
+    except ExportError:
+        return []
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        for name in [str(node.target)] if node.op == "call_module" else []:
+            calls[name] = calls.get(name, 0) + 1
+    branches: list[str] = []
+    blocks: list[str] = []
+    for add, skip_index in residual_skips(gm, quantized_only=True):
+        branch = str(add.args[1 - skip_index].target)  # type: ignore[union-attr]
+        if calls.get(branch) == 1 and branch not in branches:
+            set_submodule(student, branch, ResidualBranch(student.get_submodule(branch), residual_quantizer(config,
+                                                                                                          "signed")))
+            branches.append(branch)
+        stack = list(add.meta.get("nn_module_stack", {}).values())
+        block = str(stack[-1][0]) if stack else ""
+        if block and block not in blocks and not hasattr(student.get_submodule(block), "output_quantizer"):
+            module = student.get_submodule(block)
+            module.output_quantizer = residual_quantizer(config, "auto")
+            module.register_forward_hook(_quantize_block_output)
+            blocks.append(block)
+    return branches + blocks

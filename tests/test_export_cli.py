@@ -47,7 +47,8 @@ def _fit(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, ste
 
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory) -> dict[str, Path]:
-    """A briefly trained teacher and W4A4 student on the embedded Fashion-MNIST (16x16), and an untrained W2A2."""
+    """A briefly trained teacher and W4A4 student on the embedded Fashion-MNIST (16x16), and an untrained W2A2
+    with the paper's float residual Adds (``residual_bits=0``: what ``--residual-qdq`` is for)."""
     from sqakd_edge.data import open_dataset
 
     root = tmp_path_factory.mktemp("ckpts")
@@ -59,7 +60,7 @@ def ckpts(tmp_path_factory) -> dict[str, Path]:
     _fit(teacher, images, labels, 150, 1e-2)
     out = {"teacher": _checkpoint("fp", teacher, None, root / "teacher.pt")}
     for name, quant, steps in (("w4a4", QuantConfig(quantizer="pact", wbits=4, abits=4), 40),
-                               ("w2a2", QuantConfig(quantizer="lsq", wbits=2, abits=2), 0)):
+                               ("w2a2", QuantConfig(quantizer="lsq", wbits=2, abits=2, residual_bits=0), 0)):
         s = prepare_qat(teacher, quant).eval()
         with torch.no_grad():
             s(images[:64])
@@ -136,8 +137,10 @@ def test_polygraphy_accepts_our_graphs(ckpts, tmp_path):
 
 
 def test_onnxruntime_target_and_float_only_export(ckpts, tmp_path):
+    # --min-top1-on 0.9: ORT's fused run rounds conv biases to its int32 grid, which flips a 4-bit student's
+    # near-tied decisions (1 of these 32); the reference run ("off") must still agree exactly
     res = invoke("export", ckpts["w4a4"], "--int8", "--target", "onnxruntime", "--out", tmp_path / "ort",
-                 "--parity-samples", 32)
+                 "--parity-samples", 32, "--min-top1-on", "0.9")
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "ort" / "manifest.json").read_text())
     assert m["target"] == "onnxruntime" and m["graphs"]["fp32"]["source"] == "student-float"

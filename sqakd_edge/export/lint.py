@@ -296,7 +296,9 @@ def _lint_placement(g: _Graph, qdq: list[Any], add: Any) -> None:
         if not useful:
             add("qdq-weighted-output", "warning", g.name(n), f"Q/DQ on the output of {origin.op_type} "
                 f"'{g.name(origin)}' quantizes no weighted layer's input; TensorRT cannot fuse it into the layer",
-                "quantize the inputs of weighted layers, not their outputs")
+                "quantize the inputs of weighted layers, not their outputs (a student's trained residual "
+                "quantizers put one here on purpose: exact, and what ONNX Runtime needs; for TensorRT's Add fusion "
+                "train with --residual-bits 0 and export with --residual-qdq)")
     for n in g.nodes:
         if n.op_type == "Add" and len(n.input) == 2 and all(g.constant(i) is None for i in n.input):
             _lint_residual(g, n, add)

@@ -11,7 +11,7 @@ the exported graph exact. They are 8-bit by default, so they cost the student al
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from ..config import QuantConfig
 from .quantizers import FAMILIES, LSQActivation, Quantizer
@@ -54,14 +54,16 @@ def residual_quantizer(config: QuantConfig, sign: str) -> Quantizer:
 
 def _quantize_block_output(block: nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
     """Forward hook: a residual block's output passes its ``output_quantizer`` (fx traces hooks)."""
-    return block.output_quantizer(output)
+    quantizer: Quantizer = block.output_quantizer  # type: ignore[assignment]
+    return quantizer(output)
 
 
 def quantize_residuals(student: nn.Module, config: QuantConfig) -> list[str]:
     """Quantize both inputs of every residual Add whose branch ends in a quant layer (in place).
 
     - The branch's last module (its BatchNorm, or the quant layer itself) is wrapped in
-      :class:`ResidualBranch`: a signed quantizer on the value the branch adds.
+      :class:`ResidualBranch`: a signed quantizer on the value the branch adds. A projection shortcut
+      (a quant conv on the skip) is wrapped the same way.
     - The block that holds the Add gets an ``output_quantizer`` run by a forward hook, so the block's
       output (the next block's skip input, after the final ReLU where there is one) is quantized too.
       Layer names inside the block stay as they were.
@@ -74,7 +76,7 @@ def quantize_residuals(student: nn.Module, config: QuantConfig) -> list[str]:
         The names of the quantized branch modules and blocks.
     """
     from ..errors import ExportError
-    from ..export.fold import residual_skips, set_submodule, trace  # graph helpers shared with export
+    from ..export.fold import is_weighted_output, residual_skips, set_submodule, trace  # shared with export
 
     try:
         gm = trace(student)
@@ -86,12 +88,18 @@ def quantize_residuals(student: nn.Module, config: QuantConfig) -> list[str]:
             calls[name] = calls.get(name, 0) + 1
     branches: list[str] = []
     blocks: list[str] = []
+    modules = dict(gm.named_modules())
     for add, skip_index in residual_skips(gm, quantized_only=True):
-        branch = str(add.args[1 - skip_index].target)  # type: ignore[union-attr]
-        if calls.get(branch) == 1 and branch not in branches:
-            set_submodule(student, branch, ResidualBranch(student.get_submodule(branch), residual_quantizer(config,
-                                                                                                          "signed")))
-            branches.append(branch)
+        inputs = [add.args[1 - skip_index]]
+        skip = add.args[skip_index]
+        if isinstance(skip, fx.Node) and is_weighted_output(skip, modules, quantized_only=True):
+            inputs.append(skip)  # a projection shortcut (a quant conv) ends in a quantizer too
+        for node in inputs:
+            branch = str(node.target)  # type: ignore[union-attr]
+            if calls.get(branch) == 1 and branch not in branches:
+                wrapped = ResidualBranch(student.get_submodule(branch), residual_quantizer(config, "signed"))
+                set_submodule(student, branch, wrapped)
+                branches.append(branch)
         stack = list(add.meta.get("nn_module_stack", {}).values())
         block = str(stack[-1][0]) if stack else ""
         if block and block not in blocks and not hasattr(student.get_submodule(block), "output_quantizer"):

@@ -1,0 +1,92 @@
+"""Residual quantizers: where prepare_qat puts them, that they train, switch off, load from old checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sqakd_edge.config import QuantConfig, to_dict
+from sqakd_edge.errors import ConfigError
+from sqakd_edge.models import create_model
+from sqakd_edge.quant import prepare_qat, to_float
+from sqakd_edge.quant.quantizers import LSQActivation, PACTActivation, Quantizer
+from sqakd_edge.quant.residual import ResidualBranch
+from sqakd_edge.train.checkpoint import build_model_from_checkpoint, quant_config_of
+
+
+def _branches(model):
+    return sorted(name for name, m in model.named_modules() if isinstance(m, ResidualBranch))
+
+
+def _blocks(model):
+    return sorted(name for name, m in model.named_modules() if hasattr(m, "output_quantizer"))
+
+
+def test_resnet20_gets_a_branch_and_an_output_quantizer_per_block():
+    s = prepare_qat(create_model("resnet20", 10, 3), QuantConfig())
+    blocks = [f"layer{i}.{j}" for i in (1, 2, 3) for j in (0, 1, 2)]
+    assert _branches(s) == [f"{b}.bn2" for b in blocks]
+    assert _blocks(s) == blocks
+    # layer names inside a block are unchanged (the output quantizer runs from a forward hook)
+    assert "layer1.0.conv1.weight" in s.state_dict() and "layer1.0.output_quantizer.step" in s.state_dict()
+
+
+def test_a_projection_shortcut_is_quantized_too():
+    s = prepare_qat(create_model("resnet18", 200, 3), QuantConfig())
+    assert {"layer2.0.downsample.1", "layer3.0.downsample.1", "layer4.0.downsample.1"} <= set(_branches(s))
+    assert len(_branches(s)) == 8 + 3 and len(_blocks(s)) == 8
+
+
+def test_mobilenet_v2_residual_blocks_and_models_without_adds():
+    s = prepare_qat(create_model("mobilenet_v2", 10, 3), QuantConfig())
+    assert len(_blocks(s)) == 10  # the stride-1, same-width inverted residuals
+    # their branches, and 5 skips that are the projection output of a stage's first (non-residual) block
+    assert len(_branches(s)) == 10 + 5
+    assert {"features.2.conv.3", "features.4.conv.3", "features.7.conv.3"} <= set(_branches(s))
+    assert _branches(prepare_qat(create_model("vgg8", 10, 3), QuantConfig())) == []
+
+
+def test_residual_bits_zero_is_the_papers_student_and_bad_values_are_refused():
+    s = prepare_qat(create_model("resnet20", 10, 3), QuantConfig(residual_bits=0))
+    assert _branches(s) == [] and _blocks(s) == []
+    for bad in (9, -1, True, 2.5):
+        with pytest.raises(ConfigError, match="residual_bits must be an integer from 0"):
+            QuantConfig(residual_bits=bad)  # type: ignore[arg-type]
+
+
+def test_residual_quantizers_are_signed_or_unsigned_as_their_values_and_learn(float_model):
+    s = prepare_qat(float_model, QuantConfig(quantizer="pact", wbits=4, abits=4, residual_bits=6)).train()
+    x = torch.randn(8, 1, 16, 16)
+    s(x).logsumexp(1).mean().backward()
+    branch = s.get_submodule("layer1.0.bn2").quantizer
+    block = s.get_submodule("layer1.0").output_quantizer
+    assert isinstance(branch, PACTActivation) and branch.bits == 6
+    assert bool(branch.signed)  # a pre-activation value
+    assert not bool(block.signed)  # the block ends in a ReLU: unsigned, decided from the first batch
+    assert branch.alpha.grad is not None and block.alpha.grad is not None
+    # DoReFa's fixed [-1, 1] range cannot hold a residual stream: LSQ stands in
+    dorefa = prepare_qat(float_model, QuantConfig(quantizer="dorefa"))
+    assert isinstance(dorefa.get_submodule("layer1.0.bn2").quantizer, LSQActivation)
+
+
+def test_the_residual_quantizers_change_the_output_and_to_float_switches_them_off(float_model):
+    x = torch.randn(8, 1, 16, 16)
+    with_rq = prepare_qat(float_model, QuantConfig(wbits=8, abits=8, residual_bits=2)).eval()
+    without = prepare_qat(float_model, QuantConfig(wbits=8, abits=8, residual_bits=0)).eval()
+    with torch.no_grad():
+        with_rq(x), without(x)  # ranges from the first batch
+        assert not torch.allclose(with_rq(x), without(x), atol=1e-3)  # 2-bit residual streams do something
+        assert torch.allclose(to_float(with_rq)(x), float_model(x), atol=1e-5)  # off: the float model again
+    standalone = [m for m in to_float(with_rq).modules() if isinstance(m, Quantizer)]
+    assert standalone and not any(q.enabled for q in standalone)
+
+
+def test_a_checkpoint_from_before_residual_quantizers_loads_without_them(float_model):
+    old = prepare_qat(float_model, QuantConfig(residual_bits=0))
+    quant = to_dict(QuantConfig())
+    del quant["residual_bits"]  # what checkpoints written before the option record
+    ckpt = {"kind": "student", "quant": quant, "state_dict": old.state_dict(),
+            "model": {"name": "resnet20", "num_classes": 4, "in_channels": 1, "input_size": 16}}
+    assert quant_config_of(ckpt).residual_bits == 0
+    rebuilt = build_model_from_checkpoint(ckpt)
+    assert _branches(rebuilt) == [] and _blocks(rebuilt) == []

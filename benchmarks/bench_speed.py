@@ -223,7 +223,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
     for model in doc["models"]:
         out += [f"## {model['name']} ({model['input']})", "", f"Model: {model['source']}.", ""]
         par = model.get("parity", {})
-        out += ["Parity of our graphs (16 random inputs, top-1 agreement ORT opt off / on): "
+        out += ["Parity of our graphs, top-1 agreement ORT opt off / on, on 16 random inputs of an untrained "
+                "model (near-tied logits: a sanity check, not a parity measure; see export_time.md): "
                 + "; ".join(f"{v} {p['off']['top1_agreement']:.2%} / {p['on']['top1_agreement']:.2%}"
                             for v, p in par.items()) + ".", ""] if par else []
         out += ["| batch | threads | iters | load | fp32 ms | int8-trt ms (× fp32) | int8-ort ms (× fp32) | "
@@ -269,6 +270,11 @@ def placement_analysis(doc: dict[str, Any]) -> list[str]:
         "The residual quantizers the student trains (8-bit, on each block's branch output and block output) "
         "give every residual conv a Q on its output and every residual Add dequantized inputs, so ORT fuses "
         "QLinearConv and QLinearAdd; without them half of ResNet-20's convs ran in float (0.5x FP32).",
+        "What separates int8-ort from ort-qs-u8 (8 bits everywhere): a 4-bit student's conv inputs are "
+        "requantized from the 8-bit residual stream (DequantizeLinear -> QuantizeLinear -> integer Clip to the "
+        "4-bit grid, with layout Transposes around them). ORT has no fused requantize; in an ORT profile of "
+        "ResNet-18 at batch 32 these elementwise passes take ~35% of int8-ort's time, while its QLinearConvs take "
+        "as long as ort-qs-u8's. The float first conv adds ~5%.",
         "Random weights need trained-like BatchNorm statistics: with freshly initialised BNs every folded conv bias is "
         "zero, the exporter shares one zero initializer among the convs, and a shared bias cannot get the per-conv "
         "int32 scale QLinearConv needs -- the script randomises BN statistics for that reason.",

@@ -1,6 +1,8 @@
 """Seconds per training step: SQAKD (teacher forward + fake-quant student forward/backward) vs plain FP32.
 
 CIFAR ResNet-20, 3x32x32 inputs, batch 128, Adam, on this machine's CPU (or CUDA when present).
+Students are W4A4 with the CLI's 8-bit residual quantizers; ``-paper`` kinds leave them out (the paper's
+student). The teacher runs as ``fit`` runs it (``sqakd_edge.train.teacher.frozen_teacher``).
 Steps are timed after warm-up, with the kinds interleaved round by round so machine drift cancels;
 the ratio is of medians.
 
@@ -41,8 +43,10 @@ def make_step(kind: str, teacher: torch.nn.Module, batch: int, device: torch.dev
             loss.backward()
             opt.step()
         return step
-    family, backward = kind.split("-")[1:3]
-    student = prepare_qat(teacher, QuantConfig(quantizer=family, backward=backward, wbits=4, abits=4)).to(device)
+    family, backward, *rest = kind.split("-")[1:]
+    residual_bits = 0 if rest == ["paper"] else 8  # -paper: the paper's student, no residual quantizers
+    student = prepare_qat(teacher, QuantConfig(quantizer=family, backward=backward, wbits=4, abits=4,
+                                               residual_bits=residual_bits)).to(device)
     student.eval()
     with torch.no_grad():
         student(x)  # initialise quantizer ranges
@@ -66,7 +70,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--kinds", default="fp32,sqakd-lsq-ste,sqakd-pact-ste,sqakd-dorefa-ste,sqakd-interval-ste,"
-                                           "sqakd-lsq-ewgs")
+                                           "sqakd-lsq-ewgs,sqakd-lsq-ste-paper")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--out", default="benchmarks/results/train_step.json")
     args = parser.parse_args()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExportError
+from ..hashing import file_sha256
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "sqakd-edge.export-manifest"
@@ -69,15 +70,6 @@ class ExportBundle:
     checkpoint: Path | None
 
 
-def sha256_file(path: Path) -> str:
-    """The hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _field(manifest: dict[str, Any], *keys: str, path: Path) -> Any:
     value: Any = manifest
     for key in keys:
@@ -129,7 +121,7 @@ def load_export_dir(directory: str | Path) -> ExportBundle:
         path = root / str(_field(manifest, "graphs", key, "file", path=manifest_path))
         if not path.is_file():
             raise ExportError(f"{path} is named in {MANIFEST} but missing; re-export the model ({EXPORT_HINT})")
-        digest = sha256_file(path)
+        digest = file_sha256(path)
         if entry.get("sha256") and entry["sha256"] != digest:
             raise ExportError(f"{path.name} does not match the hash in {MANIFEST} (changed after export?); "
                               "re-export the model")

@@ -9,7 +9,6 @@ leaves nothing half-written.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -27,6 +26,7 @@ from torch import nn
 from .. import __version__
 from ..config import QuantConfig, to_dict
 from ..errors import CheckpointError, ConfigError, ExportError
+from ..hashing import file_sha256 as _sha256  # a module global: tests inject a write failure here
 from .inputs import ParityData
 from .plan import TARGETS
 
@@ -138,14 +138,6 @@ class ExportResult:
         parity = self.manifest.get("parity", {})
         key = "int8" if "int8" in parity else "fp32"
         return summary_line(key, parity[key]) if key in parity else "parity: not run"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _versions() -> dict[str, str]:

@@ -7,7 +7,6 @@ is never inside a student's checkpoint; its path and hash are.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import tempfile
@@ -20,6 +19,7 @@ from torch import nn
 
 from ..config import QuantConfig, from_dict
 from ..errors import CheckpointError
+from ..hashing import file_sha256  # noqa: F401 -- re-exported: train and export record teacher hashes
 
 FORMAT = "sqakd-edge-checkpoint"
 VERSION = 1
@@ -79,15 +79,6 @@ def load_checkpoint(path: str | Path, *, kind: str | None = None) -> dict[str, A
         want = "a float teacher (train --fp)" if kind == "fp" else "a quantized student"
         raise CheckpointError(f"{p} holds a '{ckpt.get('kind')}' model, but {want} is needed here")
     return ckpt
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def quant_config_of(ckpt: dict[str, Any]) -> QuantConfig:

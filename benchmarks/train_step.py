@@ -2,7 +2,8 @@
 
 CIFAR ResNet-20, 3x32x32 inputs, batch 128, Adam, on this machine's CPU (or CUDA when present).
 Students are W4A4 with the CLI's 8-bit residual quantizers; ``-paper`` kinds leave them out (the paper's
-student). The teacher runs as ``fit`` runs it (``sqakd_edge.train.teacher.frozen_teacher``).
+student). The teacher runs as ``fit`` runs it (``sqakd_edge.train.teacher``): Conv+BN folded, channels-last,
+and in bfloat16 on CPUs that compute it natively (``--teacher-fp32`` times it in float32).
 Steps are timed after warm-up, with the kinds interleaved round by round so machine drift cancels;
 the ratio is of medians.
 
@@ -27,10 +28,10 @@ from sqakd_edge.models import create_model
 from sqakd_edge.quant import prepare_qat
 from sqakd_edge.train.loop import make_optimizer
 from sqakd_edge.train.loss import kd_loss
-from sqakd_edge.train.teacher import frozen_teacher
+from sqakd_edge.train.teacher import frozen_teacher, teacher_autocast_dtype
 
 
-def make_step(kind: str, teacher: torch.nn.Module, batch: int, device: torch.device):
+def make_step(kind: str, teacher: torch.nn.Module, batch: int, device: torch.device, amp: bool = True):
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     if kind == "fp32":
@@ -54,9 +55,11 @@ def make_step(kind: str, teacher: torch.nn.Module, batch: int, device: torch.dev
     opt = make_optimizer(student, TrainConfig())
     teacher = frozen_teacher(copy.deepcopy(teacher), device)  # as fit runs it: Conv+BN folded
 
+    t_dtype = teacher_autocast_dtype(device, amp)
+
     def step():
-        with torch.no_grad():
-            t_logits = teacher(x)
+        with torch.no_grad(), torch.autocast(device.type, dtype=t_dtype or torch.float32, enabled=t_dtype is not None):
+            t_logits = teacher(x).float()
         loss = kd_loss(student(x), t_logits, 4.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -72,6 +75,7 @@ def main() -> None:
     parser.add_argument("--kinds", default="fp32,sqakd-lsq-ste,sqakd-pact-ste,sqakd-dorefa-ste,sqakd-interval-ste,"
                                            "sqakd-lsq-ewgs,sqakd-lsq-ste-paper")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--teacher-fp32", action="store_true", help="teacher forward in float32 (fit's --no-amp)")
     parser.add_argument("--out", default="benchmarks/results/train_step.json")
     args = parser.parse_args()
     if args.threads:
@@ -80,7 +84,7 @@ def main() -> None:
     torch.manual_seed(0)
     teacher = create_model("resnet20", 10, 3).to(device).eval()
     kinds = args.kinds.split(",")
-    steps = {k: make_step(k, teacher, args.batch, device) for k in kinds}
+    steps = {k: make_step(k, teacher, args.batch, device, not args.teacher_fp32) for k in kinds}
     times: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(args.warmup):
         for k in kinds:
@@ -104,7 +108,8 @@ def main() -> None:
                                                                        if k != "kinds"),
            "device": str(device), "load_average": list(os.getloadavg()),
            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-           "torch": torch.__version__, "batch": args.batch, "steps": args.steps, "rows": rows}
+           "torch": torch.__version__, "teacher_autocast": str(teacher_autocast_dtype(device, not args.teacher_fp32)),
+           "batch": args.batch, "steps": args.steps, "rows": rows}
     print(f"{'kind':<22} {'median s':>9} {'img/s':>8} {'x fp32':>7}")
     for r in rows:
         print(f"{r['kind']:<22} {r['median_s']:>9.4f} {r['images_per_s']:>8.0f} {r['ratio_to_fp32']:>7.2f}")

@@ -108,6 +108,9 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--val-fraction", type=float, help="Share of training data held out for label-free selection.")
 @click.option("--seed", type=int, help="Random seed.")
 @click.option("--workers", type=int, help="Data-loader worker processes.")
+@click.option("--amp/--no-amp", default=None,
+              help="Mixed precision (default on): CUDA forwards, and the teacher's forward on CPUs with native "
+                   "bfloat16.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Replace a run already in --out.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")

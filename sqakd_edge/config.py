@@ -117,7 +117,8 @@ class TrainConfig:
         val_fraction: share of the training data held out for label-free model selection.
         seed: random seed.
         num_workers: data-loader worker processes.
-        amp: mixed precision on CUDA (ignored on CPU).
+        amp: mixed precision: on CUDA the student's and the teacher's forward; on a CPU with native
+            bfloat16 (AMX, AVX512-BF16) the frozen teacher's forward only (``train.teacher``).
     """
 
     method: str = "sqakd"

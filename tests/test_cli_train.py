@@ -124,3 +124,17 @@ def test_console_entry_point_error_has_no_traceback(tmp_path):
                            "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_residual_bits_and_amp_flags_reach_the_checkpoint(fmnist, teacher, tmp_path):
+    from sqakd_edge.train.checkpoint import build_model_from_checkpoint, load_checkpoint
+
+    out = tmp_path / "paper"
+    r = run("train", "--teacher", teacher, "--data", fmnist, "--out", out, "--residual-bits", "0", "--no-amp", *FAST)
+    assert r.exit_code == 0, r.output
+    ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt["quant"]["residual_bits"] == 0 and ckpt["train"]["amp"] is False
+    student = build_model_from_checkpoint(ckpt)
+    assert not any(hasattr(m, "output_quantizer") for m in student.modules())  # the paper's float residual Adds
+    one_line_error(run("train", "--teacher", teacher, "--data", fmnist, "--out", tmp_path / "x", "--residual-bits",
+                       "9", *FAST), "residual_bits must be an integer from 0 (off) to 8")

@@ -27,7 +27,7 @@ from .checkpoint import FORMAT, VERSION, atomic_write_bytes, load_checkpoint, sa
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, device_for, gather_objects
 from .ewgs import update_ewgs_deltas
 from .loss import training_loss
-from .teacher import frozen_teacher
+from .teacher import frozen_teacher, teacher_autocast_dtype
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "summary.json")
 
@@ -315,10 +315,13 @@ def fit(
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
+    teacher_dtype = teacher_autocast_dtype(device, config.amp)
+
     def teacher_logits(images: torch.Tensor) -> torch.Tensor | None:
         if teacher is None or not config.uses_teacher:
             return None
-        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+        with torch.no_grad(), torch.autocast(device.type, dtype=teacher_dtype or torch.float32,
+                                             enabled=teacher_dtype is not None):
             return teacher(images).float()
 
     def ewgs_update(images: torch.Tensor, labels: torch.Tensor) -> None:

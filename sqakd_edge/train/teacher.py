@@ -8,12 +8,32 @@ the same logits up to float rounding (~1e-6):
 - on CPU, oneDNN's convolutions run ~25% faster in channels-last (NHWC) layout (ResNet-20 forward,
   batch 128, 1 thread: 0.125 s -> 0.096 s with both). The student keeps the default layout: its
   fake-quant roundings should not depend on the teacher's speed-ups.
+
+With mixed precision on (``TrainConfig.amp``, the default) the teacher's forward also runs under autocast:
+on CUDA as the student's does, and on a CPU that computes bfloat16 natively (AMX, AVX512-BF16) in bfloat16,
+3.3x faster here (0.13 s -> 0.04 s) with logits within ~0.5% of float32. The student's fake-quant forward
+stays float32 on CPU, and evaluation (the held-out KL that picks ``best.pt``) runs the teacher in float32.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+def teacher_autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """The autocast dtype of the teacher's training-time forward on ``device``, or None for float32."""
+    if not amp:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu":
+        try:  # emulated bfloat16 (no AMX / AVX512-BF16) is slower than float32
+            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            native = False
+        return torch.bfloat16 if native else None
+    return None
 
 
 class _ChannelsLast(nn.Module):

@@ -62,6 +62,11 @@ def test_label_free_sqakd_on_unlabeled_data(tmp_path, float_model, toy_meta):
     assert len(rows) == 2 and "val_kl" in rows[0]
     assert not any("acc" in k or "ce" in k for k in rows[0])  # nothing labelled was computed
     assert result.best["metric"] == "val_loss"
+    # every file of the run has the mode an ordinary open() gives (mkstemp alone would make 0600)
+    (tmp_path / "plain").write_text("")
+    modes = {f.name: f.stat().st_mode & 0o777 for f in tmp_path.iterdir()}
+    assert set(modes) == {"best.pt", "last.pt", "metrics.jsonl", "summary.json", "plain"}
+    assert len(set(modes.values())) == 1, modes
     ckpt = load_checkpoint(result.best_path, kind="student")
     assert not any(k.startswith("teacher") for k in ckpt["state_dict"])  # teacher not inside
     rebuilt = build_model_from_checkpoint(ckpt)

@@ -93,8 +93,8 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
               help="The papers' exact grids (learned affine ranges, 2^8-level weights), not INT8-deployable ones.")
 @click.option("--quantize-first-last", is_flag=True, help="Quantize the first and last layers too (paper: float).")
 @click.option("--residual-bits", type=int, default=8, show_default=True,
-              help="Bits of the quantizer on each residual branch output, so integer runtimes fuse every conv; "
-                   "0: float Adds (paper).")
+              help="Bits of the quantizers on residual Adds (branch and block outputs), so integer runtimes "
+                   "keep every conv and Add in integers; 0: float Adds (paper).")
 @click.option("--keep-float", default="", help="Comma-separated layer names to keep in float.")
 @click.option("--recipe", help="Named settings (see --list-recipes). [default: demo-fp for --fp, demo for students]")
 @click.option("--epochs", type=int, help="Override the recipe's epochs.")

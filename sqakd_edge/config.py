@@ -54,10 +54,10 @@ class QuantConfig:
         keep_float: further layer names (as in ``model.named_modules()``) kept in full precision.
         ewgs_delta_init: initial EWGS delta.
         ewgs_update_every: iterations between EWGS delta updates (0: once per epoch).
-        residual_bits: bits of a signed quantizer on each residual branch's output (the input of a
-            residual Add that comes from a quant layer), 1-8; 0 leaves the Adds float as in the paper.
-            With it, integer runtimes keep every conv in integers and export stays exact
-            (``sqakd_edge.quant.residual``).
+        residual_bits: bits of the quantizers on both inputs of each residual Add after a quant layer
+            (the branch output, and the block output that is the next skip), 1-8; 0 leaves the Adds
+            float as in the paper. With them, integer runtimes keep every conv and Add in integers and
+            export stays exact (``sqakd_edge.quant.residual``).
     """
 
     quantizer: str = "lsq"

@@ -89,8 +89,9 @@ class _FakeQuant(torch.autograd.Function):
         u = x / scale
         if a != 1 or c != 0:
             u = u.sub_(c).div_(a)
-        # A scalar scale on CPU: the backward's range test runs on x against float bounds, so nothing but x
-        # (kept alive by the layer before anyway) and the output need saving, and u is worked in place.
+        # A scalar scale on CPU: the backward's range test runs on x against float bounds, so only x (kept
+        # alive by the layer before anyway) and the integers need saving, and u is worked in place. (Equal to
+        # the test on u but for float rounding exactly at a bound.)
         in_x_units = scale.dim() == 0 and x.device.type == "cpu"
         k = u.clamp_(kmin, kmax) if in_x_units else u.clamp(kmin, kmax)
         error = None

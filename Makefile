@@ -13,7 +13,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-## demo: train a teacher and an SQAKD student on the embedded data, export, benchmark (~10 min)
+## demo: train a teacher and an SQAKD student on the embedded data, export, benchmark (~2 min on a quiet 2-core CPU)
 demo: $(STAMP)
 	$(VENV)/bin/sqakd-edge demo --out runs/demo --force
 

@@ -237,7 +237,8 @@ def set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
     setattr(parent, attr, module)
 
 
-def _module_calls(graph: fx.Graph) -> dict[str, int]:
+def module_calls(graph: fx.Graph) -> dict[str, int]:
+    """How many times the graph calls each submodule (by qualified name)."""
     counts: dict[str, int] = {}
     for node in graph.nodes:
         if node.op == "call_module":
@@ -262,7 +263,7 @@ def fold_batchnorm(model: nn.Module) -> FoldedModel:
     model = copy.deepcopy(model).eval()
     gm = trace(model)
     modules = dict(gm.named_modules())
-    calls = _module_calls(gm.graph)
+    calls = module_calls(gm.graph)
     folded_bn: list[str] = []
     bn_of: dict[str, str] = {}
     for node in list(gm.graph.nodes):

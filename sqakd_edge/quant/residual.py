@@ -14,7 +14,8 @@ import torch
 from torch import fx, nn
 
 from ..config import QuantConfig
-from .quantizers import FAMILIES, LSQActivation, Quantizer
+from .modules import make_act_quantizer
+from .quantizers import Quantizer
 
 
 class ResidualBranch(nn.Module):
@@ -44,12 +45,8 @@ def residual_quantizer(config: QuantConfig, sign: str) -> Quantizer:
         config: the student's quantization settings.
         sign: ``signed`` (a branch output), or ``auto`` (a block output: unsigned after a final ReLU).
     """
-    act_cls = FAMILIES[config.quantizer][1] if config.quantizer != "dorefa" else LSQActivation
-    kwargs: dict[str, object] = {"backward": config.backward, "delta_init": config.ewgs_delta_init,
-                                 "sign": sign, "int8_safe": config.deployable}
-    if config.quantizer == "interval":
-        kwargs["deployable"] = config.deployable
-    return act_cls(config.residual_bits, **kwargs)  # type: ignore[arg-type]
+    family = "lsq" if config.quantizer == "dorefa" else config.quantizer
+    return make_act_quantizer(config, config.residual_bits, sign, family)
 
 
 def _quantize_block_output(block: nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
@@ -76,16 +73,13 @@ def quantize_residuals(student: nn.Module, config: QuantConfig) -> list[str]:
         The names of the quantized branch modules and blocks.
     """
     from ..errors import ExportError
-    from ..export.fold import is_weighted_output, residual_skips, set_submodule, trace  # shared with export
+    from ..export.fold import is_weighted_output, module_calls, residual_skips, set_submodule, trace
 
     try:
         gm = trace(student)
     except ExportError:
         return []
-    calls: dict[str, int] = {}
-    for node in gm.graph.nodes:
-        for name in [str(node.target)] if node.op == "call_module" else []:
-            calls[name] = calls.get(name, 0) + 1
+    calls = module_calls(gm.graph)
     branches: list[str] = []
     blocks: list[str] = []
     modules = dict(gm.named_modules())
@@ -102,8 +96,8 @@ def quantize_residuals(student: nn.Module, config: QuantConfig) -> list[str]:
                 branches.append(branch)
         stack = list(add.meta.get("nn_module_stack", {}).values())
         block = str(stack[-1][0]) if stack else ""
-        if block and block not in blocks and not hasattr(student.get_submodule(block), "output_quantizer"):
-            module = student.get_submodule(block)
+        module = student.get_submodule(block) if block else None
+        if module is not None and not hasattr(module, "output_quantizer"):
             module.output_quantizer = residual_quantizer(config, "auto")
             module.register_forward_hook(_quantize_block_output)
             blocks.append(block)

@@ -16,7 +16,7 @@ import importlib
 import importlib.resources
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -278,11 +278,11 @@ def resolve_device(device: str, host: str | None = None, inventory: str | os.Pat
     entries = load_inventory(inventory)
     if device in entries:
         entry = entries[device]
-        return RemoteTarget(name=device, profile=load_profile(entry.profile), host=host or entry.host,
-                            port=port if port is not None else entry.port, identity_file=entry.identity_file,
-                            known_hosts_file=entry.known_hosts_file, ssh_options=entry.ssh_options,
-                            remote_python=entry.remote_python, remote_cache=entry.remote_cache,
-                            docker_image=entry.docker_image)
+        # every connection field as the inventory has it (the two classes share their field names)
+        values = {f.name: getattr(entry, f.name) for f in fields(entry)}
+        values.update(name=device, profile=load_profile(entry.profile), host=host or entry.host,
+                      port=port if port is not None else entry.port)
+        return RemoteTarget(**values)
     profiles = list_profiles()
     if device in profiles:
         if not host:

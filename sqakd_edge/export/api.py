@@ -323,15 +323,7 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
         force: replace a non-empty ``out_dir``.
         log: where progress lines go.
 
-    Returns:
-        What was written.
-
-    Raises:
-        ExportError: a grid that does not fit, a model the exporter or checker rejects, lint errors in our
-            own output, an unwritable or occupied ``out_dir``, or a parity miss (with
-            ``fail_on_parity_miss``).
-        ConfigError: an inconsistent request (``int8`` without a student).
-        DataError: ``data`` that cannot be opened or does not fit the model.
+    Returns and raises as :func:`export_model`.
     """
     from ..quant import to_float
     from .inputs import load_parity_data

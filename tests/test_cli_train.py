@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from sqakd_edge.cli import main
 
+from .cli_helpers import one_line_error, run
 from .test_data_idx import idx_bytes
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "sqakd_edge" / "data" / "embedded" / "fashion_mnist_subset.npz"
@@ -38,19 +39,6 @@ def teacher(fmnist, tmp_path_factory):
     result = CliRunner().invoke(main, ["train", "--fp", "--data", fmnist, "--out", str(out), *FAST])
     assert result.exit_code == 0, result.output
     return out / "best.pt"
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    err = result.stderr.strip()
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in result.output, err
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
 
 
 def test_teacher_then_label_free_student_then_resume(fmnist, teacher, tmp_path):

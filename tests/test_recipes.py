@@ -8,28 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from sqakd_edge.cli import main
 from sqakd_edge.config import TrainConfig
 from sqakd_edge.errors import ConfigError
 from sqakd_edge.train.recipes import RECIPES, dataset_kind, describe_recipes, get_recipe, list_recipes
 
+from .cli_helpers import one_line_error, run
 from .test_data_tiny_imagenet import write_tiny_imagenet
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    err = result.stderr.strip()
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in result.output, err
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
 
 
 @pytest.mark.parametrize("name", list_recipes())

@@ -25,6 +25,8 @@ import pytest
 from sqakd_edge.bench import devices, remote
 from sqakd_edge.errors import RemoteError
 
+from .tiny_graphs import write_tiny_graphs
+
 SSHD = Path("/usr/sbin/sshd")
 pytestmark = [
     pytest.mark.sshd,
@@ -134,32 +136,7 @@ def sshd(tmp_path_factory):
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory) -> dict[str, Path]:
     """Tiny FP32 and QDQ graphs (opset 13, input `input`, output `logits`)."""
-    torch = pytest.importorskip("torch")
-    folder = tmp_path_factory.mktemp("graphs")
-
-    class Net(torch.nn.Module):
-        def __init__(self, qdq: bool) -> None:
-            super().__init__()
-            self.qdq = qdq
-            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
-            self.fc = torch.nn.Linear(4, 10)
-
-        def forward(self, x):
-            w = self.conv.weight
-            if self.qdq:
-                x = torch.fake_quantize_per_tensor_affine(x, 0.05, 0, -128, 127)
-                w = torch.fake_quantize_per_tensor_affine(w, 0.01, 0, -128, 127)
-            return self.fc(torch.relu(torch.nn.functional.conv2d(x, w, self.conv.bias, padding=1)).mean((2, 3)))
-
-    torch.manual_seed(0)
-    out = {}
-    for role, qdq in (("fp32", False), ("int8", True)):
-        path = folder / f"model.{role}.onnx"
-        torch.onnx.export(Net(qdq).eval(), torch.randn(1, 1, 8, 8), str(path), opset_version=13, dynamo=False,
-                          input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-        out[role] = path
-    return out
+    return write_tiny_graphs(tmp_path_factory.mktemp("graphs"))
 
 
 def _target(profile: str = "jetson-orin-nano") -> devices.RemoteTarget:

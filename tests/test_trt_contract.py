@@ -24,6 +24,8 @@ import pytest
 
 from jetson import cuda_mem, trt_bench, trt_engine
 
+from .tiny_graphs import write_tiny_graphs
+
 pytestmark = [pytest.mark.contract, pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript")]
 
 NANO_INT8_ERROR = "Networks with QuantizeLayer/DequantizeLayer layers require hardware with Int8 support"
@@ -502,31 +504,7 @@ def test_layer_summary_counts_layers_outside_the_requested_precision():
 
 
 def _graphs(tmp_path: Path) -> dict[str, str]:
-    torch = pytest.importorskip("torch")
-
-    class Net(torch.nn.Module):
-        def __init__(self, qdq):
-            super().__init__()
-            self.qdq = qdq
-            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
-            self.fc = torch.nn.Linear(4, 10)
-
-        def forward(self, x):
-            w = self.conv.weight
-            if self.qdq:
-                x = torch.fake_quantize_per_tensor_affine(x, 0.05, 0, -128, 127)
-                w = torch.fake_quantize_per_tensor_affine(w, 0.01, 0, -128, 127)
-            x = torch.relu(torch.nn.functional.conv2d(x, w, self.conv.bias, padding=1))
-            return self.fc(x.mean((2, 3)))
-
-    torch.manual_seed(0)
-    out = {}
-    for role, qdq in (("fp32", False), ("int8", True)):
-        path = tmp_path / f"{role}.onnx"
-        torch.onnx.export(Net(qdq).eval(), torch.randn(1, 1, 8, 8), str(path), opset_version=13, dynamo=False,
-                          input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}})
-        out[role] = str(path)
-    return out
+    return {role: str(path) for role, path in write_tiny_graphs(tmp_path, prefix="", dynamic_logits=False).items()}
 
 
 def _run_bench(monkeypatch, trt, graphs, cache, extra=()):

@@ -59,17 +59,6 @@ def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return t.sum(dim=dims, keepdim=True)
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``(a * b).sum()`` in one pass when both share one dense layout (contiguous or channels-last).
-
-    ``flatten()`` would copy a channels-last tensor; walking both in memory order pairs the same elements.
-    """
-    if a.stride() == b.stride() and (a.is_contiguous() or a.is_contiguous(memory_format=torch.channels_last)):
-        n = a.numel()
-        return torch.dot(a.as_strided((n,), (1,)), b.as_strided((n,), (1,)))
-    return (a * b).sum()
-
-
 class _FakeQuant(torch.autograd.Function):
     """``scale * q(x / scale)`` in one node: the same values and gradients as the op-by-op version.
 
@@ -127,7 +116,8 @@ class _FakeQuant(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             # d(scale*q(x/scale))/dscale = q - (x/scale) * dq/dv
             if ctx.bounds is not None:  # t is x
-                grad_scale = _dot(grad_out, q) - _dot(grad_in, t) / scale
+                grad_scale = torch.dot(grad_out.flatten(), q.flatten())
+                grad_scale = grad_scale - torch.dot(grad_in.flatten(), t.flatten()) / scale
             else:  # t is u, and x/scale = a*u + c
                 v = t if a == 1 and c == 0 else t * a + c
                 grad_scale = _sum_to(grad_out * q - grad_in * v, scale.shape)

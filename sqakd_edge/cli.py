@@ -95,6 +95,10 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--residual-bits", type=int, default=8, show_default=True,
               help="Bits of the quantizers on residual Adds (branch and block outputs), so integer runtimes "
                    "keep every conv and Add in integers; 0: float Adds (paper).")
+@click.option("--shared-residual-stream/--separate-residual-stream", default=True, show_default=True,
+              help="Quantize a block output (or float block input) that quant layers read once, at --abits, with "
+                   "the quantizer those layers share: no requantization between blocks in the INT8 graph. "
+                   "Separate: the stream at --residual-bits, each reader re-quantizing it.")
 @click.option("--keep-float", default="", help="Comma-separated layer names to keep in float.")
 @click.option("--recipe", help="Named settings (see --list-recipes). [default: demo-fp for --fp, demo for students]")
 @click.option("--epochs", type=int, help="Override the recipe's epochs.")
@@ -116,7 +120,8 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(float_teacher: bool, teacher: str | None, data: str, out: str, model: str | None, method: str,
           quantizer: str, backward: str, wbits: int, abits: int, per_tensor: bool, act_sign: str, paper_grids: bool,
-          quantize_first_last: bool, residual_bits: int, keep_float: str, recipe: str | None, no_progress: bool,
+          quantize_first_last: bool, residual_bits: int, shared_residual_stream: bool, keep_float: str,
+          recipe: str | None, no_progress: bool,
           resume: bool, force: bool, **overrides: Any) -> None:
     """Train a float teacher (--fp) or an SQAKD/QAT student (--teacher CKPT)."""
     from .config import QuantConfig
@@ -141,7 +146,7 @@ def train(float_teacher: bool, teacher: str | None, data: str, out: str, model: 
         quant = QuantConfig(quantizer=quantizer, backward=backward, wbits=wbits, abits=abits,
                             weight_granularity="per_tensor" if per_tensor else "per_channel", act_sign=act_sign,
                             deployable=not paper_grids, keep_first_last_float=not quantize_first_last,
-                            residual_bits=residual_bits,
+                            residual_bits=residual_bits, share_residual_stream=shared_residual_stream,
                             keep_float=tuple(n for n in keep_float.split(",") if n))
         chosen = get_recipe(recipe or "demo")
         chosen.check_fits(data, teacher=False)

@@ -118,10 +118,12 @@ def test_residual_bits_and_amp_flags_reach_the_checkpoint(fmnist, teacher, tmp_p
     from sqakd_edge.train.checkpoint import build_model_from_checkpoint, load_checkpoint
 
     out = tmp_path / "paper"
-    r = run("train", "--teacher", teacher, "--data", fmnist, "--out", out, "--residual-bits", "0", "--no-amp", *FAST)
+    r = run("train", "--teacher", teacher, "--data", fmnist, "--out", out, "--residual-bits", "0", "--no-amp",
+            "--separate-residual-stream", *FAST)
     assert r.exit_code == 0, r.output
     ckpt = load_checkpoint(out / "best.pt")
     assert ckpt["quant"]["residual_bits"] == 0 and ckpt["train"]["amp"] is False
+    assert ckpt["quant"]["share_residual_stream"] is False
     student = build_model_from_checkpoint(ckpt)
     assert not any(hasattr(m, "output_quantizer") for m in student.modules())  # the paper's float residual Adds
     one_line_error(run("train", "--teacher", teacher, "--data", fmnist, "--out", tmp_path / "x", "--residual-bits",

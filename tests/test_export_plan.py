@@ -190,8 +190,8 @@ def test_requantized_export_says_so_and_measures_the_cost(tmp_path):
     data = ParityData(x, None, None, "x", None)
     result = export_model(s, tmp_path / "out", config, model_meta=meta, parity_data=data, log=lambda _m: None)
     graph = result.manifest["graphs"]["int8"]
-    # every quant layer's [0, 255] input, and the 9 residual blocks' [0, 255] outputs
-    assert graph["exact"] is False and len(graph["requantized"]) == 18 + 9
+    # every quant layer's [0, 255] input, the 9 residual blocks' [0, 255] outputs, and the first block's input
+    assert graph["exact"] is False and len(graph["requantized"]) == 18 + 9 + 1
     assert all(not layer["exact"] for layer in graph["layers"])
     off = result.manifest["parity"]["int8"]["off"]
     assert off["max_abs_dlogit"] > 1e-4  # the re-quantized grid is not the trained one, and parity shows it
@@ -273,3 +273,31 @@ def test_qdq_shared_above_concat_and_maxpool(target):
     assert result["off"]["max_abs_dlogit"] < 1e-4 * max(1.0, float(np.abs(want).max()))  # exact: it commutes
     if target == "onnxruntime":
         assert result["on"]["kernels"]["integer"] == {"QLinearConv": 2}  # a and b now end in a Q
+
+
+def _requantizations(model) -> int:
+    """DequantizeLinear -> [Clip ->] QuantizeLinear: a tensor taken out of one grid and put on another."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+
+    def source(name: str) -> str:
+        node = producer.get(name)
+        return "" if node is None else source(node.input[0]) if node.op_type == "Clip" else node.op_type
+
+    return sum(1 for n in model.graph.node
+               if n.op_type == "QuantizeLinear" and source(n.input[0]) == "DequantizeLinear")
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "onnxruntime"])
+def test_a_shared_residual_stream_is_quantized_once_in_the_graph(target):
+    x = torch.randn(8, 1, 10, 10)
+    shared = student(QuantConfig(quantizer="lsq", wbits=4, abits=4))
+    separate = student(QuantConfig(quantizer="lsq", wbits=4, abits=4, share_residual_stream=False))
+    lowered = lower(fold_batchnorm(shared), target)
+    # the layers reading a block's output (or the first block's input) read its Q/DQ directly
+    on_grid = sorted(n for n, m in lowered.module.named_modules() if getattr(m, "input_on_grid", False))
+    assert on_grid == [f"layer{i}.{j}.conv1" for i in (1, 2, 3) for j in (0, 1, 2)]
+    assert _requantizations(to_onnx(lowered.module, x[:1], 13)) == 0
+    # separate streams: every block output is re-quantized for its reader
+    assert _requantizations(to_onnx(lower(fold_batchnorm(separate), target).module, x[:1], 13)) == 8
+    with torch.no_grad():  # exact: the lowered graph computes the student's values (up to BN-fold float noise)
+        assert torch.allclose(lowered.module(x), shared(x), atol=1e-4)

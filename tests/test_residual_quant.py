@@ -90,3 +90,57 @@ def test_a_checkpoint_from_before_residual_quantizers_loads_without_them(float_m
     assert quant_config_of(ckpt).residual_bits == 0
     rebuilt = build_model_from_checkpoint(ckpt)
     assert _branches(rebuilt) == [] and _blocks(rebuilt) == []
+
+
+def test_a_residual_stream_tensor_gets_one_quantizer_shared_with_the_layers_reading_it():
+    s = prepare_qat(create_model("resnet18", 200, 3), QuantConfig(wbits=4, abits=4, residual_bits=8))
+    # the stem's float output entering layer1.0: quantized by the block's pre-hook, with conv1's quantizer
+    assert s.layer1[0].input_quantizer is s.layer1[0].conv1.act_quantizer
+    # a block output read by the next block's conv1 and its projection shortcut
+    out = s.layer1[1].output_quantizer
+    assert out is s.layer2[0].conv1.act_quantizer is s.layer2[0].downsample[0].act_quantizer
+    assert out.bits == 4  # the readers' abits, not residual_bits
+    # read by the float classifier only: not shared, residual_bits
+    assert s.layer4[1].output_quantizer.bits == 8
+    assert s.layer4[0].output_quantizer is s.layer4[1].conv1.act_quantizer
+    # branch outputs keep residual_bits
+    assert s.get_submodule("layer1.0.bn2").quantizer.bits == 8
+
+
+def test_separate_streams_and_dorefa_keep_one_quantizer_per_reader():
+    for config in (QuantConfig(share_residual_stream=False), QuantConfig(quantizer="dorefa")):
+        s = prepare_qat(create_model("resnet20", 10, 3), config)
+        assert not hasattr(s.layer1[0], "input_quantizer")
+        assert s.layer1[0].output_quantizer is not s.layer1[1].conv1.act_quantizer
+        assert s.layer1[0].output_quantizer.bits == 8
+
+
+def test_a_shared_quantizer_leaves_its_readers_values_unchanged_and_survives_a_state_dict(float_model):
+    shared = prepare_qat(float_model, QuantConfig(quantizer="lsq", wbits=4, abits=4)).eval()
+    x = torch.randn(8, 1, 16, 16)
+    with torch.no_grad():
+        y = shared(x)
+        # the reader's call of the shared quantizer is idempotent: skipping it changes nothing
+        seen = {}
+        hook = shared.layer1[1].conv1.register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0]))
+        shared(x)
+        hook.remove()
+        q = shared.layer1[1].conv1.act_quantizer
+        assert q(seen["x"]) is seen["x"]  # its own output handed back: passed on, not quantized again
+        assert torch.equal(q(seen["x"].clone()), seen["x"])  # and quantizing it again would change nothing
+        # a checkpoint round trip keeps the aliasing and the values
+        again = prepare_qat(float_model, QuantConfig(quantizer="lsq", wbits=4, abits=4)).eval()
+        again.load_state_dict(shared.state_dict())
+        assert again.layer1[0].output_quantizer is again.layer1[1].conv1.act_quantizer
+        assert torch.equal(again(x), y)
+
+
+def test_a_checkpoint_from_before_shared_streams_loads_with_separate_quantizers(float_model):
+    old = prepare_qat(float_model, QuantConfig(share_residual_stream=False))
+    quant = to_dict(QuantConfig())
+    del quant["share_residual_stream"]
+    ckpt = {"kind": "student", "quant": quant, "state_dict": old.state_dict(),
+            "model": {"name": "resnet20", "num_classes": 4, "in_channels": 1, "input_size": 16}}
+    assert quant_config_of(ckpt).share_residual_stream is False
+    rebuilt = build_model_from_checkpoint(ckpt)
+    assert rebuilt.layer1[0].output_quantizer is not rebuilt.layer1[1].conv1.act_quantizer

@@ -363,7 +363,9 @@ def is_nonnegative(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
         m = modules[str(node.target)]
         if isinstance(m, (nn.ReLU, nn.ReLU6)):
             return True
-        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten)):
+        # a quantizer's grid holds 0 and rounding is monotone: it keeps values >= 0
+        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten,
+                          Quantizer)):
             return isinstance(node.args[0], fx.Node) and is_nonnegative(node.args[0], modules)
         return False
     if node.op == "call_function":

@@ -43,30 +43,37 @@ class LoweredLayer(nn.Module):
     weight_scale: torch.Tensor
     bias: torch.Tensor
 
-    def __init__(self, plan: LayerPlan, bias: torch.Tensor) -> None:
+    def __init__(self, plan: LayerPlan, bias: torch.Tensor, *, input_on_grid: bool = False) -> None:
         super().__init__()
         self.act = plan.act
+        self.input_on_grid = input_on_grid  # the input comes out of a Q/DQ on the same grid: no second one
         self.register_buffer("weight_q", plan.weight_int.to(torch.int8))
         self.register_buffer("weight_scale", plan.weight_scale.to(torch.float32))
         self.register_buffer("bias", bias.to(torch.float32))
 
 
+    def quantized_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` through the input Q/DQ, or as it is when it already comes out of the same Q/DQ."""
+        return x if self.input_on_grid else self.act.apply(x)
+
+
 class LoweredConv2d(LoweredLayer):
     """Conv2d with an input Q/DQ and int8 weights."""
 
-    def __init__(self, plan: LayerPlan, folded: FoldedQuantConv2d) -> None:
-        super().__init__(plan, folded.bias)
+    def __init__(self, plan: LayerPlan, folded: FoldedQuantConv2d, *, input_on_grid: bool = False) -> None:
+        super().__init__(plan, folded.bias, input_on_grid=input_on_grid)
         self.geometry = folded.geometry
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.geometry.conv(self.act.apply(x), dequantize_weight(self.weight_q, self.weight_scale), self.bias)
+        return self.geometry.conv(self.quantized_input(x), dequantize_weight(self.weight_q, self.weight_scale),
+                                  self.bias)
 
 
 class LoweredLinear(LoweredLayer):
     """Linear with an input Q/DQ and int8 weights."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.act.apply(x), dequantize_weight(self.weight_q, self.weight_scale), self.bias)
+        return F.linear(self.quantized_input(x), dequantize_weight(self.weight_q, self.weight_scale), self.bias)
 
 
 @dataclass
@@ -104,10 +111,23 @@ def lower_standalone_quantizers(gm: fx.GraphModule, target: str, *, allow_requan
     """
     notes: list[str] = []
     modules = dict(gm.named_modules())
+    # A quantizer shared by a block and the quant layers reading it (``share_residual_stream``) may be
+    # traced under a layer's path (``...conv1.act_quantizer``); its Q/DQ goes under the block's name.
+    paths: dict[int, list[str]] = {}
+    for path, module in gm.named_modules(remove_duplicate=False):
+        paths.setdefault(id(module), []).append(path)
+
+    def outside_layers(path: str) -> bool:
+        return not isinstance(modules.get(path.rpartition(".")[0]), FoldedQuantLayer)
+
     for node in gm.graph.nodes:
         q = modules.get(str(node.target)) if node.op == "call_module" else None
         if not isinstance(q, Quantizer) or q.is_weight or not q.enabled:
             continue
+        # (fx keeps only the paths the graph calls: without one outside, ``layer.act_quantizer`` becomes
+        # ``layer_act_quantizer`` beside the layer)
+        node.target = next((p for p in paths[id(q)] if outside_layers(p)),
+                           "_".join(str(node.target).rsplit(".", 1)))
         nonneg = isinstance(node.args[0], fx.Node) and is_nonnegative(node.args[0], modules)
         try:
             spec, _, extra = plan_activation(q, str(node.target), target, nonneg=nonneg,
@@ -218,6 +238,24 @@ def drop_redundant_clips(gm: fx.GraphModule, plans: dict[str, LayerPlan]) -> Non
     gm.recompile()
 
 
+def inputs_on_grid(gm: fx.GraphModule, plans: dict[str, LayerPlan]) -> set[str]:
+    """Quant layers whose input comes straight out of a Q/DQ their own input Q/DQ would leave unchanged.
+
+    That is a residual-stream quantizer the layer shares (``QuantConfig.share_residual_stream``): the
+    exported graph then quantizes the tensor once, and the layer reads its DequantizeLinear, as does the
+    skip (a second Q/DQ on the same grid is exact but costs ONNX Runtime a dequantize-quantize pass).
+    """
+    modules = dict(gm.named_modules())
+    found = set()
+    for node in gm.graph.nodes:
+        src = node.args[0] if node.op == "call_module" and str(node.target) in plans and node.args else None
+        if isinstance(src, fx.Node) and src.op == "call_module":
+            qdq = modules[str(src.target)]
+            if isinstance(qdq, QDQ) and qdq.spec is not None and plans[str(node.target)].act.keeps(qdq.spec):
+                found.add(str(node.target))
+    return found
+
+
 def insert_skip_observers(gm: fx.GraphModule) -> dict[str, QDQ]:
     """Put an observing :class:`QDQ` on the skip input of every residual Add whose other input is quantized.
 
@@ -286,13 +324,14 @@ def lower(folded: FoldedModel, target: str, *, allow_requantize: bool = False,
     if skip_amax is not None and target == "tensorrt":
         for add_name, obs in insert_skip_observers(gm).items():
             obs.spec = skips[add_name] = skip_spec(skip_amax.get(add_name, 0.0))
+    on_grid = inputs_on_grid(gm, plans)
     for name, plan in plans.items():
         layer = modules[name]
         if isinstance(layer, FoldedQuantConv2d):
-            set_submodule(gm, name, LoweredConv2d(plan, layer))
+            set_submodule(gm, name, LoweredConv2d(plan, layer, input_on_grid=name in on_grid))
         else:
             assert isinstance(layer, FoldedQuantLinear)
-            set_submodule(gm, name, LoweredLinear(plan, layer.bias))
+            set_submodule(gm, name, LoweredLinear(plan, layer.bias, input_on_grid=name in on_grid))
     gm.delete_all_unused_submodules()
     gm.recompile()
     step = None

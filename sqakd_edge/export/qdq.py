@@ -50,6 +50,13 @@ class ActQDQ:
         lo, hi = INT_RANGES[self.dtype]
         return self.qmin > lo or self.qmax < hi
 
+    def keeps(self, other: ActQDQ) -> bool:
+        """Whether this Q/DQ leaves every output of ``other`` unchanged (same grid, no tighter clip)."""
+        if (self.scale, self.dtype, self.qmin, self.qmax) != (other.scale, other.dtype, other.qmin, other.qmax):
+            return False
+        return self.float_clip is None or (self.float_clip[0] <= self.qmin * self.scale
+                                           and self.float_clip[1] >= self.qmax * self.scale)
+
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """Quantize-dequantize ``x`` (exported as the Q/DQ nodes)."""
         lo, hi = self.float_clip if self.float_clip is not None else (None, None)

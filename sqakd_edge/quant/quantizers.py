@@ -12,6 +12,7 @@ are set from the first batch a quantizer sees and stored in its ``state_dict``.
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 from torch import nn
@@ -69,15 +70,24 @@ class Quantizer(nn.Module):
         self.enabled = True  # False: identity (the student with quantizers off)
         self.capture_levels = False  # True while the EWGS Hessian estimate needs the rounded levels
         self.captured: torch.Tensor | None = None
+        self._last_output: tuple[weakref.ref[torch.Tensor], int] | None = None  # (output, its version)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
+            return x
+        last = self._last_output
+        if last is not None and last[0]() is x and x._version == last[1]:
+            # Its own output, unchanged, handed back: a residual-stream quantizer that the layers reading
+            # the stream share. The values are on the grid already; a second pass would change none, but
+            # its backward would stop the gradient of values on the grid's end points.
             return x
         if not bool(self.initialized):
             with torch.no_grad():
                 self.initialize(x.detach())
             self.initialized.fill_(True)
-        return self.quantize(x)
+        out = self.quantize(x)
+        self._last_output = (weakref.ref(out), out._version)
+        return out
 
     def _round(self, u: torch.Tensor) -> torch.Tensor:
         k = round_ewgs(u, self.delta)

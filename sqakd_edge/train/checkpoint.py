@@ -86,8 +86,8 @@ def load_checkpoint(path: str | Path, *, kind: str | None = None) -> dict[str, A
 
 def quant_config_of(ckpt: dict[str, Any]) -> QuantConfig:
     """The student's :class:`QuantConfig` as its checkpoint records it."""
-    # Checkpoints written before residual quantizers existed have no such key: they had none.
-    return from_dict(QuantConfig, {"residual_bits": 0, **ckpt["quant"]})
+    # Keys a checkpoint written before the option existed lacks: the student it holds had no such thing.
+    return from_dict(QuantConfig, {"residual_bits": 0, "share_residual_stream": False, **ckpt["quant"]})
 
 
 def build_model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:

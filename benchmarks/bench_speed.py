@@ -8,7 +8,8 @@ For each model, batch 1 and 32, 1 and 2 threads, six variants are timed in alter
 same input, through the package's own runners and timing loop (sqakd_edge.bench):
   fp32        ONNX Runtime, the FP32 graph (torch.onnx.export, opset 13);
   int8-trt    `sqakd-edge export --int8 --target tensorrt` of the SQAKD student (W4A4 LSQ, the CLI's
-              defaults: first/last layer float, 8-bit residual quantizers): s8 symmetric Q/DQ;
+              defaults: first/last layer float, 8-bit branch quantizers, a shared 4-bit residual
+              stream): s8 symmetric Q/DQ;
   int8-ort    the same student, `--target onnxruntime`: u8 activations, s8 per-channel weights;
   ort-qs      onnxruntime.quantization.quantize_static of the float model with its defaults (QDQ, s8/s8,
               per-tensor) -- the tool a user would otherwise reach for;
@@ -267,14 +268,18 @@ def placement_analysis(doc: dict[str, Any]) -> list[str]:
         "On x86 ONNX Runtime's fast integer convolutions take u8 activations. With s8 activations (int8-trt, "
         "ort-qs) a ReLU between a conv and an s8 Q with zero-point 0 cannot fold into the Q, so those convs "
         "stay float between DQ and Q: the TensorRT graph is for TensorRT, not for this CPU.",
-        "The residual quantizers the student trains (8-bit, on each block's branch output and block output) "
-        "give every residual conv a Q on its output and every residual Add dequantized inputs, so ORT fuses "
-        "QLinearConv and QLinearAdd; without them half of ResNet-20's convs ran in float (0.5x FP32).",
-        "What separates int8-ort from ort-qs-u8 (8 bits everywhere): a 4-bit student's conv inputs are "
-        "requantized from the 8-bit residual stream (DequantizeLinear -> QuantizeLinear -> integer Clip to the "
-        "4-bit grid, with layout Transposes around them). ORT has no fused requantize; in an ORT profile of "
-        "ResNet-18 at batch 32 these elementwise passes take ~35% of int8-ort's time, while its QLinearConvs take "
-        "as long as ort-qs-u8's. The float first conv adds ~5%.",
+        "The residual quantizers the student trains (8-bit on each block's branch output; each block output "
+        "quantized once, at 4 bits, by the quantizer the convs reading it share) give every residual conv a Q on "
+        "its output and every residual Add dequantized inputs, so ORT fuses QLinearConv and QLinearAdd; without "
+        "them half of ResNet-20's convs ran in float (0.5x FP32).",
+        "What separated int8-ort from ort-qs-u8 before the shared residual stream: each conv re-quantized an "
+        "8-bit block output to its 4-bit grid (DequantizeLinear -> QuantizeLinear -> integer Clip, with layout "
+        "Transposes), ~35% of int8-ort's time at batch 32. Now ORT's optimised ResNet-18 graph is integer from "
+        "the first block's input to the last block's output (19 QLinearConv, 8 QLinearAdd, one Q, one DQ); in "
+        "an ORT profile at batch 32, 2 threads, its QLinearConvs take 82% of the time, and as long as "
+        "ort-qs-u8's. What is left: the float first conv (~5%, the paper's policy), layout Transposes in the "
+        "first stage (~6%: the skip entering layer1 comes from the float NCHW stem, so ORT keeps that stage's "
+        "Adds in NCHW around its NHWC integer convs) and the integer Clips that hold 4-bit grids in uint8 (~2%).",
         "Random weights need trained-like BatchNorm statistics: with freshly initialised BNs every folded conv bias is "
         "zero, the exporter shares one zero initializer among the convs, and a shared bias cannot get the per-conv "
         "int32 scale QLinearConv needs -- the script randomises BN statistics for that reason.",
@@ -346,9 +351,9 @@ def main() -> None:
         "command": "PYTHONPATH=. python " + " ".join(["benchmarks/bench_speed.py", *sys.argv[1:]]),
         "runtime_s": time.perf_counter() - started,
         "int8_graphs": ("int8-trt and int8-ort are `sqakd-edge export --int8` of the model's W4A4 LSQ student (first "
-                        "and last layer float, 8-bit residual quantizers); ort-qs and ort-qs-u8 are "
-                        "onnxruntime.quantization.quantize_static of the float model (QDQ, MinMax calibration on "
-                        "32 standard-normal images)"),
+                        "and last layer float, 8-bit residual-branch quantizers, a shared 4-bit residual "
+                        "stream); ort-qs and ort-qs-u8 are onnxruntime.quantization.quantize_static of the float "
+                        "model (QDQ, MinMax calibration on 32 standard-normal images)"),
         "variants": DESCRIPTIONS,
         "environment": collect_environment(threads=0),
         "models": models,

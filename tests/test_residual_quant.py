@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 
@@ -128,6 +130,10 @@ def test_a_shared_quantizer_leaves_its_readers_values_unchanged_and_survives_a_s
         q = shared.layer1[1].conv1.act_quantizer
         assert q(seen["x"]) is seen["x"]  # its own output handed back: passed on, not quantized again
         assert torch.equal(q(seen["x"].clone()), seen["x"])  # and quantizing it again would change nothing
+    with torch.inference_mode():  # inference tensors have no version counter: the plain second pass runs
+        assert torch.equal(shared(x), y)
+    assert torch.equal(pickle.loads(pickle.dumps(shared)).eval()(x).detach(), y)  # no weak reference pickled
+    with torch.no_grad():
         # a checkpoint round trip keeps the aliasing and the values
         again = prepare_qat(float_model, QuantConfig(quantizer="lsq", wbits=4, abits=4)).eval()
         again.load_state_dict(shared.state_dict())

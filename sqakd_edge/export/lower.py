@@ -51,7 +51,6 @@ class LoweredLayer(nn.Module):
         self.register_buffer("weight_scale", plan.weight_scale.to(torch.float32))
         self.register_buffer("bias", bias.to(torch.float32))
 
-
     def quantized_input(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` through the input Q/DQ, or as it is when it already comes out of the same Q/DQ."""
         return x if self.input_on_grid else self.act.apply(x)

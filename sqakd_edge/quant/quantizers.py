@@ -86,8 +86,14 @@ class Quantizer(nn.Module):
                 self.initialize(x.detach())
             self.initialized.fill_(True)
         out = self.quantize(x)
-        self._last_output = (weakref.ref(out), out._version)
+        # (inference-mode tensors keep no version counter: no shortcut there; the second pass changes nothing)
+        self._last_output = None if out.is_inference() else (weakref.ref(out), out._version)
         return out
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_last_output"] = None  # a weak reference cannot be pickled (nor would it mean anything after)
+        return state
 
     def _round(self, u: torch.Tensor) -> torch.Tensor:
         k = round_ewgs(u, self.delta)

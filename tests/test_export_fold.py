@@ -149,3 +149,23 @@ def test_untraceable_model_is_refused_clearly():
 
     with pytest.raises(ExportError, match="torch.fx cannot trace Branchy"):
         trace(Branchy())
+
+
+@pytest.mark.parametrize("quantizer", ["dorefa", "lsq"])
+def test_folding_in_float64_is_the_student_to_the_last_bits(quantizer):
+    """Folding is exact math: done in float64 on a float64 student, the logits agree to ~1e-14, so any
+    parity miss of a float32 graph is float32 rounding (see the slow grid's explanation of DoReFa misses)."""
+    gen = torch.Generator().manual_seed(0)
+    model = create_model("resnet20", num_classes=10, in_channels=1)
+    _randomise_bn(model, gen)
+    s = prepare_qat(model, QuantConfig(quantizer=quantizer, wbits=4, abits=4)).eval()
+    x = torch.randn(16, 1, 12, 12, generator=gen)
+    with torch.no_grad():
+        s(x)
+        s64 = s.double()
+        want = s64(x.double())
+        folded = fold_batchnorm(s64, dtype=torch.float64)
+        assert all(layer.weight_scale.dtype == torch.float64 for layer in folded.quant_layers.values())
+        got = folded.module(x.double())
+    assert float((got - want).abs().max()) <= 1e-9 * float(want.abs().max())
+    assert fold_batchnorm(s).quant_layers["layer1.0.conv1"].weight_scale.dtype == torch.float32  # the default

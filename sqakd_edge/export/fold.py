@@ -84,8 +84,8 @@ class FoldedQuantLayer(nn.Module):
                  act_quantizer: Quantizer, *, source: str, bn: str | None, wbits: int, dead_channels: int) -> None:
         super().__init__()
         self.register_buffer("weight_int", weight_int.to(torch.int32))
-        self.register_buffer("weight_scale", weight_scale.to(torch.float32))
-        self.register_buffer("bias", bias.to(torch.float32))
+        self.register_buffer("weight_scale", weight_scale)  # float32 (float64 to check folding: fold_batchnorm)
+        self.register_buffer("bias", bias)
         self.act_quantizer = act_quantizer
         self.source = source
         self.bn = bn
@@ -95,7 +95,7 @@ class FoldedQuantLayer(nn.Module):
     def dequantized_weight(self) -> torch.Tensor:
         """``weight_scale * weight_int``, the scale broadcast over the output-channel axis 0."""
         shape = [-1] + [1] * (self.weight_int.dim() - 1)
-        return self.weight_int.to(torch.float32) * self.weight_scale.reshape(shape)
+        return self.weight_int.to(self.weight_scale.dtype) * self.weight_scale.reshape(shape)
 
 
 class ConvGeometry:
@@ -185,8 +185,8 @@ def _bn_factor(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     return factor, beta - mean * factor
 
 
-def fold_layer(layer: QuantLayer, bn: nn.BatchNorm2d | None, *, name: str, bn_name: str | None = None
-               ) -> FoldedQuantLayer:
+def fold_layer(layer: QuantLayer, bn: nn.BatchNorm2d | None, *, name: str, bn_name: str | None = None,
+               dtype: torch.dtype = torch.float32) -> FoldedQuantLayer:
     """Fold ``bn`` (or nothing) into a quant Conv2d/Linear.
 
     Args:
@@ -194,6 +194,7 @@ def fold_layer(layer: QuantLayer, bn: nn.BatchNorm2d | None, *, name: str, bn_na
         bn: the BatchNorm2d applied to its output (eval statistics), or None.
         name: the layer's name, for messages.
         bn_name: the BatchNorm's name, recorded in the result.
+        dtype: of the folded scale and bias (computed in float64, stored in this type).
 
     Returns:
         The folded layer: integers ``sign(f)*q``, scale ``s*|f|``, bias ``beta - mean*f + bias*f``.
@@ -221,7 +222,7 @@ def fold_layer(layer: QuantLayer, bn: nn.BatchNorm2d | None, *, name: str, bn_na
         new_scale = torch.where(dead, torch.full_like(new_scale, safe), new_scale)
         bias = torch.where(torch.isfinite(bias), bias, torch.zeros_like(bias))
     act_q = layer.act_quantizer
-    tensors = (q.round().to(torch.int32), new_scale.to(torch.float32), bias.to(torch.float32), act_q)
+    tensors = (q.round().to(torch.int32), new_scale.to(dtype), bias.to(dtype), act_q)
     dead_count = int(dead.sum())
     if isinstance(layer, QuantConv2d):
         return FoldedQuantConv2d(layer, *tensors, source=name, bn=bn_name, wbits=bits, dead_channels=dead_count)
@@ -246,13 +247,15 @@ def module_calls(graph: fx.Graph) -> dict[str, int]:
     return counts
 
 
-def fold_batchnorm(model: nn.Module) -> FoldedModel:
+def fold_batchnorm(model: nn.Module, *, dtype: torch.dtype = torch.float32) -> FoldedModel:
     """Trace ``model`` and fold every BatchNorm2d that directly follows a Conv2d (quant or float).
 
     The model is not modified (it is deep-copied; the folded layers share nothing with it).
 
     Args:
         model: the fake-quant student (quantizers initialised), or any float model.
+        dtype: of the folded scales and biases: float32 (what the graph holds), or float64 with a
+            float64 model, to check that folding is exact apart from float32 rounding.
 
     Returns:
         The folded model (eval mode).
@@ -288,7 +291,7 @@ def fold_batchnorm(model: nn.Module) -> FoldedModel:
         bn_name = bn_of.get(target)
         bn = modules[bn_name] if bn_name else None
         if isinstance(layer, QuantLayer):
-            folded = fold_layer(layer, bn, name=target, bn_name=bn_name)  # type: ignore[arg-type]
+            folded = fold_layer(layer, bn, name=target, bn_name=bn_name, dtype=dtype)  # type: ignore[arg-type]
             set_submodule(gm, target, folded)
             quant_layers[target] = folded
         elif bn is not None:

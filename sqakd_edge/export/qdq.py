@@ -94,7 +94,7 @@ class _WeightDQFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, scale):  # type: ignore[no-untyped-def,override]
         shape = [-1] + [1] * (q.dim() - 1)
-        return q.to(torch.float32) * scale.reshape(shape)
+        return q.to(scale.dtype) * scale.reshape(shape)
 
     @staticmethod
     def symbolic(g, q, scale):  # type: ignore[no-untyped-def]

@@ -82,16 +82,22 @@ def test_dead_channel_gets_positive_scale_and_zero_integers():
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-5)  # channel 2 is the constant beta - mean*0 = beta
 
 
-@pytest.mark.parametrize("quantizer", ["pact", "lsq", "dorefa", "interval"])
-def test_whole_model_folded_equals_unfolded(quantizer):
-    gen = torch.Generator().manual_seed(1)
-    torch.manual_seed(1)
+def _student_with_trained_like_bn(quantizer: str, seed: int, batch: int) -> tuple[nn.Module, torch.Tensor]:
+    """A W4A4 ResNet-20 student with random BN statistics (negative gammas too), initialised on ``x``."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     model = create_model("resnet20", num_classes=10, in_channels=1)
     _randomise_bn(model, gen)
     student = prepare_qat(model, QuantConfig(quantizer=quantizer, wbits=4, abits=4)).eval()
-    x = torch.randn(32, 1, 12, 12, generator=gen)
+    x = torch.randn(batch, 1, 12, 12, generator=gen)
     with torch.no_grad():
         student(x)
+    return student, x
+
+
+@pytest.mark.parametrize("quantizer", ["pact", "lsq", "dorefa", "interval"])
+def test_whole_model_folded_equals_unfolded(quantizer):
+    student, x = _student_with_trained_like_bn(quantizer, seed=1, batch=32)
     folded = fold_batchnorm(student)
     assert len(folded.folded_bn) == 19 and not any(isinstance(m, nn.BatchNorm2d) for m in folded.module.modules())
     assert set(folded.quant_layers) == {name for name, _ in iter_quant_layers(student)}
@@ -155,13 +161,8 @@ def test_untraceable_model_is_refused_clearly():
 def test_folding_in_float64_is_the_student_to_the_last_bits(quantizer):
     """Folding is exact math: done in float64 on a float64 student, the logits agree to ~1e-14, so any
     parity miss of a float32 graph is float32 rounding (see the slow grid's explanation of DoReFa misses)."""
-    gen = torch.Generator().manual_seed(0)
-    model = create_model("resnet20", num_classes=10, in_channels=1)
-    _randomise_bn(model, gen)
-    s = prepare_qat(model, QuantConfig(quantizer=quantizer, wbits=4, abits=4)).eval()
-    x = torch.randn(16, 1, 12, 12, generator=gen)
+    s, x = _student_with_trained_like_bn(quantizer, seed=0, batch=16)
     with torch.no_grad():
-        s(x)
         s64 = s.double()
         want = s64(x.double())
         folded = fold_batchnorm(s64, dtype=torch.float64)

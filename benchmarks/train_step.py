@@ -1,9 +1,10 @@
 """Seconds per training step: SQAKD (teacher forward + fake-quant student forward/backward) vs plain FP32.
 
 CIFAR ResNet-20, 3x32x32 inputs, batch 128, Adam, on this machine's CPU (or CUDA when present).
-Students are W4A4 with the CLI's 8-bit residual quantizers; ``-paper`` kinds leave them out (the paper's
-student). The teacher runs as ``fit`` runs it (``sqakd_edge.train.teacher``): Conv+BN folded, channels-last,
-and in bfloat16 on CPUs that compute it natively (``--teacher-fp32`` times it in float32).
+Students are W4A4 with the CLI's residual quantizers (8-bit branch outputs, a shared 4-bit residual
+stream); ``-paper`` kinds leave them out (the paper's student). The teacher runs as ``fit`` runs it
+(``sqakd_edge.train.teacher``): Conv+BN folded, channels-last, and in bfloat16 on CPUs that compute it
+natively (``--teacher-fp32`` times it in float32).
 Steps are timed after warm-up, with the kinds interleaved round by round so machine drift cancels;
 the ratio is of medians.
 

@@ -72,3 +72,11 @@ def test_onnxruntime_target_fuses_into_integer_convs(target, integer):
         # residual branches' convs (whose output Q follows them directly) fuse
         assert kernels["integer"] == {"QLinearConv": 9}
     assert "kernels" not in result["off"]
+
+
+def test_an_onnxruntime_on_miss_explained_by_bias_rounding_gets_one_line():
+    from sqakd_edge.export.api import bias_rounding_note
+
+    assert bias_rounding_note({"on": {"top1_agreement": 1.0}}) is None  # nothing diagnosed: nothing said
+    note = bias_rounding_note({"on": {"top1_agreement": 0.9, "without_bias_rounding": {"top1_agreement": 1.0}}})
+    assert note is not None and "int32 grid" in note and "100.00%" in note and "\n" not in note

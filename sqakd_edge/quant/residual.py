@@ -105,8 +105,7 @@ def quantize_residuals(student: nn.Module, config: QuantConfig) -> list[str]:
                 wrapped = ResidualBranch(student.get_submodule(branch), residual_quantizer(config, "signed"))
                 set_submodule(student, branch, wrapped)
                 branches.append(branch)
-        stack = list(add.meta.get("nn_module_stack", {}).values())
-        block = str(stack[-1][0]) if stack else ""
+        block = _block_of(add)
         module = student.get_submodule(block) if block else None
         if module is not None and not hasattr(module, "output_quantizer"):
             module.output_quantizer = residual_quantizer(config, "auto")
@@ -121,6 +120,11 @@ def _block_of(node: fx.Node) -> str:
     """The innermost module whose forward ``node`` runs in ('' at the top level)."""
     stack = list(node.meta.get("nn_module_stack", {}).values())
     return str(stack[-1][0]) if stack else ""
+
+
+def _calls_quantizer(node: object, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node`` is a call of a quantizer module (its output is on that quantizer's grid)."""
+    return isinstance(node, fx.Node) and node.op == "call_module" and isinstance(modules[str(node.target)], Quantizer)
 
 
 def _inside(node: fx.Node, block: str) -> bool:
@@ -164,13 +168,13 @@ def share_stream_quantizers(student: nn.Module, config: QuantConfig) -> list[str
     shared: list[str] = []
     for node in gm.graph.nodes:
         target = str(node.target)
-        if node.op == "call_module" and target.endswith("output_quantizer") and readers(node):
+        layers = readers(node) if node.op == "call_module" and target.endswith("output_quantizer") else []
+        if layers:
             block = target.rpartition(".")[0]
-            share(student.get_submodule(block) if block else student, "output_quantizer", readers(node))
+            share(student.get_submodule(block) if block else student, "output_quantizer", layers)
             shared.append(target)
     for add in [n for n in gm.graph.nodes if is_add(n)]:
-        quantized = [isinstance(a, fx.Node) and a.op == "call_module" and isinstance(modules[str(a.target)], Quantizer)
-                     for a in add.args]
+        quantized = [_calls_quantizer(a, modules) for a in add.args]
         block = _block_of(add)
         if quantized.count(True) != 1 or not block or hasattr(student.get_submodule(block), "input_quantizer"):
             continue  # not a residual Add with a float skip inside a block (or already handled)
@@ -179,7 +183,7 @@ def share_stream_quantizers(student: nn.Module, config: QuantConfig) -> list[str
         if len(outside_inputs) != 1:
             continue  # not a block with one tensor input
         (block_input,) = outside_inputs
-        if block_input.op == "call_module" and isinstance(modules[str(block_input.target)], Quantizer):
+        if _calls_quantizer(block_input, modules):
             continue  # already quantized: the previous block's output quantizer
         layers = [u for u in readers(block_input) if _inside(u, block)]
         if layers:

@@ -115,6 +115,11 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--amp/--no-amp", default=None,
               help="Mixed precision (default on): CUDA forwards, and the teacher's forward on CPUs with native "
                    "bfloat16.")
+@click.option("--augment/--no-augment", default=None,
+              help="The dataset's random training transform (default on); off: every epoch sees the same inputs.")
+@click.option("--freeze-bn", is_flag=True, default=None,
+              help="Students: keep the BatchNorm statistics they start with (the teacher's), so training normalises "
+                   "as evaluation does; scale and shift are still learned.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Replace a run already in --out.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -124,15 +129,30 @@ def train(float_teacher: bool, teacher: str | None, data: str, out: str, model: 
           recipe: str | None, no_progress: bool,
           resume: bool, force: bool, **overrides: Any) -> None:
     """Train a float teacher (--fp) or an SQAKD/QAT student (--teacher CKPT)."""
-    from .config import QuantConfig
     from .errors import ConfigError
-    from .train.distributed import init_distributed
-    from .train.recipes import get_recipe
+    from .train.distributed import finish_distributed, init_distributed
 
     if float_teacher == (teacher is not None):
         raise ConfigError("pass exactly one of --fp (train a float teacher) or --teacher CKPT (train a student)")
     overrides = {("num_workers" if k == "workers" else k): v for k, v in overrides.items()}
     info = init_distributed()
+    completed = False
+    try:
+        _train(info, float_teacher, teacher, data, out, model, method, quantizer, backward, wbits, abits, per_tensor,
+               act_sign, paper_grids, quantize_first_last, residual_bits, shared_residual_stream, keep_float, recipe,
+               no_progress, resume, force, overrides)
+        completed = True
+    finally:
+        finish_distributed(info, completed=completed)
+
+
+def _train(info: Any, float_teacher: bool, teacher: str | None, data: str, out: str, model: str | None, method: str,
+           quantizer: str, backward: str, wbits: int, abits: int, per_tensor: bool, act_sign: str, paper_grids: bool,
+           quantize_first_last: bool, residual_bits: int, shared_residual_stream: bool, keep_float: str,
+           recipe: str | None, no_progress: bool, resume: bool, force: bool, overrides: dict[str, Any]) -> None:
+    from .config import QuantConfig
+    from .train.recipes import get_recipe
+
     log = click.echo if info.is_main else (lambda _msg: None)
     if float_teacher:
         chosen = get_recipe(recipe or "demo-fp")

@@ -127,6 +127,12 @@ class TrainConfig:
         num_workers: data-loader worker processes.
         amp: mixed precision: on CUDA the student's and the teacher's forward; on a CPU with native
             bfloat16 (AMX, AVX512-BF16) the frozen teacher's forward only (``train.teacher``).
+        augment: the dataset's random training transform (crop, flip); False reads training images as
+            evaluation does, so every epoch sees the same inputs.
+        freeze_bn: the student's BatchNorms keep the statistics they start with (the teacher's running
+            mean and variance) instead of normalising each batch by its own: the training forward is then
+            the evaluation forward, independent of the batch size and of how it is split over processes
+            (as in fold-BN QAT). Their scale and shift are still learned.
     """
 
     method: str = "sqakd"
@@ -146,6 +152,8 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     amp: bool = True
+    augment: bool = True
+    freeze_bn: bool = False
 
     def __post_init__(self) -> None:
         _one_of("method", self.method, METHODS)

@@ -19,7 +19,7 @@ def open_run_data(spec: str, config: TrainConfig) -> RunData:
     """Training (augmented), held-out (plain) and, where the dataset has one, test splits of ``spec``."""
     from ..data import open_dataset
 
-    train = open_dataset(spec, "train", augment=True)
+    train = open_dataset(spec, "train", augment=config.augment)
     plain = open_dataset(spec, "train", augment=False)
     try:
         test = open_dataset(spec, "test", augment=False).dataset if train.labelled else None

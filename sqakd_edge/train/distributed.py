@@ -44,6 +44,19 @@ def init_distributed() -> DistInfo:
     return info
 
 
+def finish_distributed(info: DistInfo, *, completed: bool) -> None:
+    """Leave the process group: after a barrier when every rank finished, at once when this one failed.
+
+    Without it the gloo threads are still running when the interpreter exits, and a rank that exits while
+    another still talks to it can abort ("terminate called without an active exception").
+    """
+    if not info.enabled or not dist.is_initialized():
+        return
+    if completed:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def all_reduce_sum(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
     """Sum a list of numbers over all processes (identity for one process)."""
     if not info.enabled:

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from .. import __version__
-from ..config import QuantConfig, TrainConfig, to_dict
+from ..config import QuantConfig, TrainConfig, from_dict, to_dict
 from ..errors import ConfigError, DataError, TrainingError
 from .checkpoint import FORMAT, VERSION, atomic_write_bytes, load_checkpoint, save_checkpoint
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, device_for, gather_objects
@@ -93,6 +93,13 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "adam":
         return torch.optim.Adam(groups)
     return torch.optim.SGD(groups, momentum=config.momentum, nesterov=config.nesterov)
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every BatchNorm of ``model`` in eval mode: it normalises by its running statistics, left unchanged."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
 
 
 def _batches(loader: Iterable, device: torch.device) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
@@ -184,7 +191,8 @@ def _check_resume_matches(ckpt: dict[str, Any], expected: dict[str, Any], path: 
         if ckpt.get(key) != expected.get(key):
             raise ConfigError(f"--resume: {path} was a different run ({key} differs: {ckpt.get(key)} vs "
                               f"{expected.get(key)}); use the same settings, or --force to start over")
-    saved_train = dict(ckpt.get("train", {}))
+    # through TrainConfig, so a setting the older checkpoint lacks counts as its default
+    saved_train = to_dict(from_dict(TrainConfig, dict(ckpt.get("train", {}))))
     wanted = dict(expected["train"])
     saved_train.pop("epochs", None)
     wanted.pop("epochs", None)  # more epochs on resume is allowed: the schedule stretches
@@ -335,6 +343,8 @@ def fit(
     for epoch in range(start_epoch, config.epochs):
         sampler.set_epoch(epoch)
         model.train()
+        if config.freeze_bn:
+            freeze_batchnorm(student)
         sums = {"loss": 0.0, "n": 0.0}
         epoch_start = time.perf_counter()
         bar = None

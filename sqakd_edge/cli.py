@@ -136,14 +136,21 @@ def train(float_teacher: bool, teacher: str | None, data: str, out: str, model: 
         raise ConfigError("pass exactly one of --fp (train a float teacher) or --teacher CKPT (train a student)")
     overrides = {("num_workers" if k == "workers" else k): v for k, v in overrides.items()}
     info = init_distributed()
-    completed = False
     try:
         _train(info, float_teacher, teacher, data, out, model, method, quantizer, backward, wbits, abits, per_tensor,
                act_sign, paper_grids, quantize_first_last, residual_bits, shared_residual_stream, keep_float, recipe,
                no_progress, resume, force, overrides)
-        completed = True
-    finally:
-        finish_distributed(info, completed=completed)
+    except SqakdEdgeError as exc:
+        if not info.enabled:
+            raise
+        # Say it before waiting for the other ranks: torchrun stops every rank once one has exited.
+        click.echo(f"error: {exc}", err=True)
+        finish_distributed(info, completed=False)
+        sys.exit(exc.exit_code)
+    except BaseException:
+        finish_distributed(info, completed=False)
+        raise
+    finish_distributed(info, completed=True)
 
 
 def _train(info: Any, float_teacher: bool, teacher: str | None, data: str, out: str, model: str | None, method: str,

@@ -211,5 +211,5 @@ def test_world_size_that_does_not_divide_the_batch(fmnist, teacher, tmp_path):
     assert r.returncode != 0
     expected = "error: batch size 63 does not divide over 2 processes; use a multiple of 2"
     for rank in (0, 1):  # every rank stops by itself (no hang), with the one line and no traceback
-        assert rank_lines(r, rank) == [expected], rank_lines(r, rank)
+        assert rank_lines(r, rank) == [expected], (rank, r.stdout, r.stderr)
     assert not out.exists() and all(lines == [] for lines in writes.values())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -44,16 +46,26 @@ def init_distributed() -> DistInfo:
     return info
 
 
-def finish_distributed(info: DistInfo, *, completed: bool) -> None:
-    """Leave the process group: after a barrier when every rank finished, at once when this one failed.
+FAILED_RANK_WAIT_S = 20
 
-    Without it the gloo threads are still running when the interpreter exits, and a rank that exits while
-    another still talks to it can abort ("terminate called without an active exception").
+
+def finish_distributed(info: DistInfo, *, completed: bool) -> None:
+    """Leave the process group after a barrier, so no rank exits while another still talks to it.
+
+    A rank that failed waits at most ``FAILED_RANK_WAIT_S`` for the others (gloo's monitored barrier): when
+    every rank fails the same way (a bad flag), each has said so before any exits, since torchrun stops the
+    other ranks once one has exited; when only this one failed, the others are not coming.
     """
     if not info.enabled or not dist.is_initialized():
         return
     if completed:
         dist.barrier()
+    elif dist.get_backend() == "gloo":
+        try:
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=FAILED_RANK_WAIT_S), wait_all_ranks=True)
+        except RuntimeError:
+            pass  # some rank is still training or already gone: leave anyway
+    gc.collect()  # DDP's reducer and finished work objects, before the group they belong to goes
     dist.destroy_process_group()
 
 

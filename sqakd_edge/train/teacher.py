@@ -17,6 +17,8 @@ stays float32 on CPU, and evaluation (the held-out KL that picks ``best.pt``) ru
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
@@ -28,6 +30,8 @@ def teacher_autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | Non
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu":
+        if os.environ.get("SQAKD_EDGE_CPU_BF16", "").lower() in ("0", "off", "no"):
+            return None  # as on a CPU without native bfloat16 (how the suite checks AVX2-only behaviour here)
         try:  # emulated bfloat16 (no AMX / AVX512-BF16) is slower than float32
             native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
         except (AttributeError, RuntimeError):

@@ -14,52 +14,32 @@ which covers our registry models and torchvision's; a model fx cannot trace is r
 from __future__ import annotations
 
 import copy
-import operator
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from .. import graph
 from ..errors import ExportError
+from ..graph import BN_TYPES, module_calls, set_submodule
 from ..quant.modules import QuantConv2d, QuantLayer, QuantLinear
 from ..quant.quantizers import Quantizer
 
 # Conv/Linear types whose output a BatchNorm may be folded into.
 _CONV_TYPES = (nn.Conv2d, QuantConv2d)
-_BN_TYPES = (nn.BatchNorm2d,)
-
-
-class _LeafTracer(fx.Tracer):
-    """fx tracer that keeps quant layers, quantizers and folded layers as single calls.
-
-    Their forwards have data-dependent branches (first-batch initialisation) that fx cannot trace, and
-    export needs them as units anyway.
-    """
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if isinstance(m, (QuantLayer, Quantizer, FoldedQuantLayer)):
-            return True
-        return super().is_leaf_module(m, module_qualified_name)
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
-    """A ``torch.fx`` GraphModule of ``model`` with quant layers as leaves.
+    """A ``torch.fx`` GraphModule of ``model`` (quant layers, quantizers and folded layers as single calls).
 
     Raises:
         ExportError: when fx cannot trace the model's forward (e.g. data-dependent control flow).
     """
     try:
-        graph = _LeafTracer().trace(model)
-    except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError...)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ExportError(
-            f"torch.fx cannot trace {type(model).__name__} ({first}); export finds Conv->BatchNorm pairs and "
-            "residual Adds on an fx graph, so the model's forward must be fx-traceable (no data-dependent "
-            "Python control flow)"
-        ) from None
-    return fx.GraphModule(model, graph, class_name=type(model).__name__)
+        return graph.trace(model)
+    except graph.TraceFailure as exc:
+        raise ExportError(str(exc)) from None
 
 
 class FoldedQuantLayer(nn.Module):
@@ -76,6 +56,8 @@ class FoldedQuantLayer(nn.Module):
         act_quantizer: the student's input quantizer (shared, not copied).
     """
 
+    fx_leaf = True
+    holds_integer_weights = True
     weight_int: torch.Tensor
     weight_scale: torch.Tensor
     bias: torch.Tensor
@@ -231,22 +213,6 @@ def fold_layer(layer: QuantLayer, bn: nn.BatchNorm2d | None, *, name: str, bn_na
     raise ExportError(f"layer {name}: export supports QuantConv2d and QuantLinear, not {type(layer).__name__}")
 
 
-def set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
-    """Replace the submodule at dotted path ``target``."""
-    parent_name, _, attr = target.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, attr, module)
-
-
-def module_calls(graph: fx.Graph) -> dict[str, int]:
-    """How many times the graph calls each submodule (by qualified name)."""
-    counts: dict[str, int] = {}
-    for node in graph.nodes:
-        if node.op == "call_module":
-            counts[str(node.target)] = counts.get(str(node.target), 0) + 1
-    return counts
-
-
 def fold_batchnorm(model: nn.Module, *, dtype: torch.dtype = torch.float32) -> FoldedModel:
     """Trace ``model`` and fold every BatchNorm2d that directly follows a Conv2d (quant or float).
 
@@ -270,7 +236,7 @@ def fold_batchnorm(model: nn.Module, *, dtype: torch.dtype = torch.float32) -> F
     folded_bn: list[str] = []
     bn_of: dict[str, str] = {}
     for node in list(gm.graph.nodes):
-        if node.op != "call_module" or not isinstance(modules[str(node.target)], _BN_TYPES):
+        if node.op != "call_module" or not isinstance(modules[str(node.target)], BN_TYPES):
             continue
         prev = node.args[0]
         if not isinstance(prev, fx.Node) or prev.op != "call_module":
@@ -302,84 +268,3 @@ def fold_batchnorm(model: nn.Module, *, dtype: torch.dtype = torch.float32) -> F
     gm.recompile()
     gm.delete_all_unused_submodules()
     return FoldedModel(gm.eval(), quant_layers, folded_bn)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# graph helpers shared by lowering (residual Adds)
-# ----------------------------------------------------------------------------------------------------------
-
-_ADD_TARGETS = (operator.add, operator.iadd, torch.add)
-
-
-def is_add(node: fx.Node) -> bool:
-    """Whether ``node`` adds two tensors (``a + b``, ``a += b``, ``torch.add``, ``a.add(b)``)."""
-    if node.op == "call_function" and node.target in _ADD_TARGETS:
-        return len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args)
-    if node.op == "call_method" and node.target in ("add", "add_"):
-        return len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args)
-    return False
-
-
-def is_weighted_output(node: fx.Node, modules: dict[str, nn.Module], *, quantized_only: bool = False) -> bool:
-    """Whether ``node`` is the output of a Conv/Linear, possibly through a BatchNorm.
-
-    Args:
-        node: a graph node.
-        modules: the graph module's named modules.
-        quantized_only: count only quant layers (student or folded), not float ones.
-    """
-    if node.op != "call_module":
-        return False
-    m = modules[str(node.target)]
-    if isinstance(m, _BN_TYPES) and isinstance(node.args[0], fx.Node):
-        return is_weighted_output(node.args[0], modules, quantized_only=quantized_only)
-    if isinstance(m, (QuantLayer, FoldedQuantLayer)):
-        return True
-    return not quantized_only and isinstance(m, (nn.Conv2d, nn.Linear))
-
-
-def residual_skips(gm: fx.GraphModule, *, quantized_only: bool = False) -> Iterator[tuple[fx.Node, int]]:
-    """``(add_node, skip_arg_index)`` for every residual Add: one input from a weighted layer, one skip.
-
-    When both inputs come from weighted layers (a projection shortcut), the second is the skip (that is
-    how torchvision's and our blocks write ``out + identity``). Adds of two non-weighted tensors are not
-    residual Adds.
-
-    Args:
-        gm: a traced model.
-        quantized_only: only Adds whose weighted input is a quant layer (float convs need no skip Q/DQ).
-    """
-    modules = dict(gm.named_modules())
-    for node in gm.graph.nodes:
-        if not is_add(node):
-            continue
-        weighted = [is_weighted_output(a, modules, quantized_only=quantized_only) for a in node.args]
-        if weighted[0]:
-            yield node, 1
-        elif weighted[1]:
-            yield node, 0
-
-
-def is_nonnegative(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
-    """Whether ``node``'s values are known to be >= 0 (a ReLU output, or a pooling/flatten of one)."""
-    if node.op == "call_module":
-        m = modules[str(node.target)]
-        if isinstance(m, (nn.ReLU, nn.ReLU6)):
-            return True
-        # a quantizer's grid holds 0 and rounding is monotone: it keeps values >= 0
-        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten,
-                          Quantizer)):
-            return isinstance(node.args[0], fx.Node) and is_nonnegative(node.args[0], modules)
-        return False
-    if node.op == "call_function":
-        if node.target in (F.relu, torch.relu, F.relu6):
-            return True
-        if node.target in (F.adaptive_avg_pool2d, F.avg_pool2d, F.max_pool2d, F.adaptive_max_pool2d, torch.flatten):
-            return isinstance(node.args[0], fx.Node) and is_nonnegative(node.args[0], modules)
-        return False
-    if node.op == "call_method":
-        if node.target in ("relu", "relu_"):
-            return True
-        if node.target in ("flatten", "view", "reshape", "mean"):
-            return isinstance(node.args[0], fx.Node) and is_nonnegative(node.args[0], modules)
-    return False

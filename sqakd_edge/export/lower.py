@@ -18,16 +18,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..errors import ExportError
+from ..graph import is_nonnegative, residual_skips, set_submodule
 from ..quant.quantizers import Quantizer
-from .fold import (
-    FoldedModel,
-    FoldedQuantConv2d,
-    FoldedQuantLayer,
-    FoldedQuantLinear,
-    is_nonnegative,
-    residual_skips,
-    set_submodule,
-)
+from .fold import FoldedModel, FoldedQuantConv2d, FoldedQuantLayer, FoldedQuantLinear
 from .plan import FIX, GridMiss, LayerPlan, plan_activation, plan_layers
 from .qdq import QDQ, ActQDQ, dequantize_weight
 

@@ -7,9 +7,11 @@
 from .grid import IntegerGrid, NotDeployable
 from .modules import QUANT_MODULES, QuantConv2d, QuantLayer, QuantLinear
 from .prepare import (
+    QuantPlan,
     iter_quant_layers,
     iter_quantizers,
     layers_to_quantize,
+    plan_quantization,
     prepare_qat,
     set_quantization,
     to_float,
@@ -19,6 +21,6 @@ from .quantizers import FAMILIES, Quantizer
 
 __all__ = [
     "FAMILIES", "QUANT_MODULES", "IntegerGrid", "NotDeployable", "QuantConv2d", "QuantLayer", "QuantLinear",
-    "Quantizer", "iter_quant_layers", "iter_quantizers", "layers_to_quantize", "prepare_qat", "set_quantization",
-    "to_float", "weighted_layer_names",
+    "QuantPlan", "Quantizer", "iter_quant_layers", "iter_quantizers", "layers_to_quantize", "plan_quantization",
+    "prepare_qat", "set_quantization", "to_float", "weighted_layer_names",
 ]

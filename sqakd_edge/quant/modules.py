@@ -37,6 +37,8 @@ def make_quantizers(layer: nn.Module, config: QuantConfig) -> tuple[Quantizer, Q
 class QuantLayer:
     """Mixin: what every quant layer offers export and training."""
 
+    fx_leaf = True  # one call in fx graphs: the quantizers' first-batch branches are not traceable
+    holds_integer_weights = True
     weight: torch.Tensor
     weight_quantizer: Quantizer
     act_quantizer: Quantizer

@@ -4,61 +4,112 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from torch import nn
 
 from ..config import QuantConfig
 from ..errors import ConfigError
+from ..graph import TraceFailure, called_modules, set_submodule, trace
 from .modules import QUANT_MODULES, QuantLayer
 from .quantizers import Quantizer
 from .residual import quantize_residuals
 
 
 def weighted_layer_names(model: nn.Module) -> list[str]:
-    """Names of the layers ``prepare_qat`` can swap, in definition order."""
+    """Names of the layers ``prepare_qat`` can swap (exact Conv2d/Linear types), in definition order."""
     return [name for name, m in model.named_modules() if type(m) in QUANT_MODULES]
 
 
-def layers_to_quantize(model: nn.Module, config: QuantConfig) -> list[str]:
-    """The layer policy: every swappable layer except the first and last (by default) and ``keep_float``.
+@dataclass(frozen=True)
+class QuantPlan:
+    """Which weighted layers a student quantizes, and why the others stay float.
+
+    Attributes:
+        quantized: layer names, in the forward's call order.
+        kept_float: layer name -> reason (first/last layer, ``keep_float``, or not called as a module).
+        weighted: every swappable layer, in call order (then the uncalled ones in definition order).
+    """
+
+    quantized: tuple[str, ...]
+    kept_float: dict[str, str]
+    weighted: tuple[str, ...]
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-able summary (for a run's summary.json)."""
+        return {"quantized": len(self.quantized), "weighted": len(self.weighted),
+                "kept_float": dict(self.kept_float)}
+
+
+def plan_quantization(model: nn.Module, config: QuantConfig) -> QuantPlan:
+    """The layer policy: every Conv2d/Linear the forward calls, but the first and last (by default) and ``keep_float``.
+
+    First and last are by the forward's call order, not by name or definition order.
+    A layer whose weights its parent reads directly instead of calling it (e.g. the projections inside
+    torchvision's Swin attention, which call ``F.linear(x, self.qkv.weight)``) would ignore a quant layer put
+    in its place, so it stays float and is listed with that reason.
 
     Raises:
-        ConfigError: when ``keep_float`` names a layer that is not a swappable layer of the model.
+        ConfigError: a model fx cannot trace (naming where tracing stopped), or ``keep_float`` naming a layer
+            that is not a swappable layer of the model.
     """
     names = weighted_layer_names(model)
     unknown = sorted(set(config.keep_float) - set(names))
     if unknown:
-        raise ConfigError(f"keep_float names unknown layer(s) {', '.join(unknown)}; layers: {', '.join(names)}")
-    keep = set(config.keep_float)
-    if config.keep_first_last_float and names:
-        keep.update({names[0], names[-1]})
-    return [n for n in names if n not in keep]
+        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        raise ConfigError(f"keep_float names unknown layer(s) {', '.join(unknown)}; layers: {shown}")
+    try:
+        gm = trace(model)
+    except TraceFailure as exc:
+        raise ConfigError(str(exc)) from None
+    called = [n for n in called_modules(gm, tuple(QUANT_MODULES)) if type(model.get_submodule(n)) in QUANT_MODULES]
+    kept: dict[str, str] = {n: "not called by the forward as a module (its parent reads its weights directly)"
+                            for n in names if n not in called}
+    if config.keep_first_last_float and called:
+        kept[called[-1]] = "last weighted layer (kept float, as in the paper)"
+        kept[called[0]] = "first weighted layer (kept float, as in the paper)"
+    for n in config.keep_float:
+        kept.setdefault(n, "keep_float")
+    quantized = tuple(n for n in called if n not in kept)
+    return QuantPlan(quantized, kept, tuple(called) + tuple(n for n in names if n not in called))
+
+
+def layers_to_quantize(model: nn.Module, config: QuantConfig) -> list[str]:
+    """The names :func:`plan_quantization` quantizes, in call order."""
+    return list(plan_quantization(model, config).quantized)
 
 
 def prepare_qat(model: nn.Module, config: QuantConfig) -> nn.Module:
     """A fake-quant copy of a float model; the input model is left untouched.
 
     Args:
-        model: a float model (e.g. from ``create_model``), typically holding the teacher's weights.
-        config: bits, quantizer family, backward and layer policy.
+        model: a float model (e.g. from ``create_model``, torchvision, or your own), typically holding the
+            teacher's weights; its forward must be fx-traceable.
+        config: bits, quantizer family, backward and layer policy (:func:`plan_quantization`).
 
     Returns:
         A deep copy in which the selected Conv2d/Linear layers are quant layers, and (with
         ``residual_bits``) both inputs of each residual Add after one are quantized.
+
+    Raises:
+        ConfigError: a model that already holds quant layers, that fx cannot trace, or that has no layer to
+            quantize.
 
     Example:
         >>> student = prepare_qat(teacher, QuantConfig(quantizer="lsq", wbits=4, abits=4))
     """
     if any(isinstance(m, QuantLayer) for m in model.modules()):
         raise ConfigError("the model already holds quant layers; pass the float model to prepare_qat")
+    plan = plan_quantization(model, config)
+    if not plan.weighted:
+        raise ConfigError(f"{type(model).__name__} has no Conv2d or Linear layer to quantize; sqakd-edge quantizes "
+                          "the weights and inputs of those layers")
     student = copy.deepcopy(model)
     for p in student.parameters():  # a frozen teacher must not give a student with frozen layers
         p.requires_grad_(True)
-    for name in layers_to_quantize(student, config):
-        parent_name, _, attr = name.rpartition(".")
-        parent = student.get_submodule(parent_name) if parent_name else student
-        layer = getattr(parent, attr)
-        setattr(parent, attr, QUANT_MODULES[type(layer)].from_float(layer, config))  # type: ignore[attr-defined]
+    for name in plan.quantized:
+        layer = student.get_submodule(name)
+        set_submodule(student, name, QUANT_MODULES[type(layer)].from_float(layer, config))  # type: ignore[attr-defined]
     if config.residual_bits:
         quantize_residuals(student, config)
     return student
@@ -91,8 +142,6 @@ def to_float(model: nn.Module) -> nn.Module:
     """
     float_model = copy.deepcopy(model)
     for name, layer in list(iter_quant_layers(float_model)):
-        parent_name, _, attr = name.rpartition(".")
-        parent = float_model.get_submodule(parent_name) if parent_name else float_model
-        setattr(parent, attr, layer.to_float())  # type: ignore[attr-defined]
+        set_submodule(float_model, name, layer.to_float())  # type: ignore[attr-defined]
     set_quantization(float_model, False)
     return float_model

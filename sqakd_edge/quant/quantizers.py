@@ -58,6 +58,8 @@ class Quantizer(nn.Module):
     """
 
     is_weight = False
+    fx_leaf = True  # one call in fx graphs (first-batch initialisation branches on tensor state)
+    keeps_sign = True  # the grid holds 0 and rounding is monotone: values >= 0 stay >= 0
     delta: torch.Tensor
     initialized: torch.Tensor
 

@@ -19,6 +19,7 @@ import torch
 from torch import fx, nn
 
 from ..config import QuantConfig
+from ..graph import TraceFailure, is_add, is_weighted_output, module_calls, residual_skips, set_submodule, trace
 from .modules import make_act_quantizer
 from .quantizers import Quantizer
 
@@ -83,12 +84,9 @@ def quantize_residuals(student: nn.Module, config: QuantConfig) -> list[str]:
     Returns:
         The names of the quantized branch modules and blocks.
     """
-    from ..errors import ExportError
-    from ..export.fold import is_weighted_output, module_calls, residual_skips, set_submodule, trace
-
     try:
         gm = trace(student)
-    except ExportError:
+    except TraceFailure:
         return []
     calls = module_calls(gm.graph)
     branches: list[str] = []
@@ -149,7 +147,6 @@ def share_stream_quantizers(student: nn.Module, config: QuantConfig) -> list[str
     Returns:
         The names of the shared quantizers (``block.output_quantizer`` / ``block.input_quantizer``).
     """
-    from ..export.fold import is_add, trace
     from .modules import QuantLayer
 
     gm = trace(student)

@@ -8,6 +8,7 @@ input was made. Only the CLI sees flags.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,6 +29,8 @@ def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name} must be {bound}, got {value}")
@@ -163,6 +166,8 @@ class TrainConfig:
             _positive(name, getattr(self, name))
         for name in ("quant_lr", "weight_decay", "momentum", "warmup_iters", "num_workers"):
             _positive(name, getattr(self, name), allow_zero=True)
+        for name in ("kd_weight", "val_fraction"):
+            _positive(name, getattr(self, name), allow_zero=True)
         if not 0.0 <= self.kd_weight <= 1.0:
             raise ConfigError(f"kd_weight must lie in [0, 1], got {self.kd_weight}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -177,6 +182,94 @@ class TrainConfig:
     def uses_teacher(self) -> bool:
         """Whether the training loss needs a teacher."""
         return self.method in ("sqakd", "ce+kd")
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What a model takes: image channels and size, and the normalisation its weights were trained with.
+
+    Recorded in every checkpoint and export manifest, so export and bench need no flags again. Images are
+    converted to it: channels (gray <-> RGB), size (resize and crop) and ``(pixel/255 - mean) / std``.
+
+    Args:
+        channels: input channels (1 gray, 3 RGB, or what the model's first layer takes).
+        height: input height in pixels.
+        width: input width in pixels.
+        mean: per-channel mean of pixels in [0, 1] (one value per channel).
+        std: per-channel standard deviation, positive.
+    """
+
+    channels: int
+    height: int
+    width: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "height", "width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"input {name} must be a positive integer, got {value!r}")
+        if not 8 <= self.height <= 4096 or not 8 <= self.width <= 4096:
+            raise ConfigError(f"input size must be 8 to 4096 pixels per side, got {self.height}x{self.width}")
+        mean, std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
+        for name, values in (("mean", mean), ("std", std)):
+            if len(values) != self.channels:
+                raise ConfigError(f"--{name} has {len(values)} value(s) but the input has {self.channels} channel(s); "
+                                  "give one per channel, comma-separated")
+            if not all(math.isfinite(v) for v in values):
+                raise ConfigError(f"--{name} values must be finite numbers, got {values}")
+        if any(v <= 0 for v in std):
+            raise ConfigError(f"--std values must be > 0, got {std}")
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)``."""
+        return self.channels, self.height, self.width
+
+    @property
+    def size_text(self) -> str:
+        """``224`` or ``224x160``."""
+        return str(self.height) if self.height == self.width else f"{self.height}x{self.width}"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"224"`` -> ``(224, 224)``; ``"224x160"`` -> ``(224, 160)`` (height x width).
+
+    Raises:
+        ConfigError: anything else.
+    """
+    parts = str(text).lower().replace("×", "x").split("x")
+    try:
+        dims = [int(p) for p in parts]
+    except ValueError:
+        dims = []
+    if len(dims) == 1:
+        dims = dims * 2
+    if len(dims) != 2 or any(d < 1 for d in dims):
+        raise ConfigError(f"--input-size {text!r} is not N or HxW with positive integers (e.g. 224 or 224x160)")
+    return dims[0], dims[1]
+
+
+def parse_floats(text: str, name: str) -> tuple[float, ...]:
+    """``"0.485,0.456,0.406"`` -> a tuple of finite floats.
+
+    Raises:
+        ConfigError: an empty list, or a value that is not a finite number.
+    """
+    try:
+        values = tuple(float(p) for p in str(text).split(",") if p.strip())
+    except ValueError:
+        values = ()
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"--{name} {text!r} is not a comma-separated list of numbers (e.g. 0.485,0.456,0.406)")
+    return values
 
 
 C = TypeVar("C")
@@ -203,4 +296,6 @@ def replace(config: C, **changes: Any) -> C:
     return dataclasses.replace(config, **changes)  # type: ignore[type-var]
 
 
-__all__ = ["QuantConfig", "TrainConfig", "to_dict", "from_dict", "replace"]
+__all__ = [
+    "InputContract", "QuantConfig", "TrainConfig", "from_dict", "parse_floats", "parse_size", "replace", "to_dict",
+]

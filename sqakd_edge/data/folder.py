@@ -20,13 +20,25 @@ Transform: random crop with padding size/8 and flip (the CIFAR recipe) when augm
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..config import InputContract
 from ..errors import DataError
-from .images import IMAGE_SUFFIXES, ImageFileDataset, Sample, drop_unreadable, find_images, probe_image, read_image
+from .contract import folder_transform, image_mode
+from .images import (
+    IMAGE_SUFFIXES,
+    ImageFileDataset,
+    Sample,
+    Scan,
+    drop_unreadable,
+    find_images,
+    probe_image,
+    read_image,
+)
 from .info import DatasetInfo, pixel_mean_std
 from .transforms import crop_flip_transform, resize_steps
 
@@ -51,20 +63,24 @@ def _split_folders(root: Path) -> tuple[Path, Path] | None:
     return (train, test) if train.is_dir() and test is not None else None
 
 
-def _class_folders(root: Path, min_classes: int = 2) -> dict[str, list[Path]] | None:
+def _class_folders(root: Path, scan: Scan, min_classes: int = 2) -> dict[str, list[Path]] | None:
     """Images per class subfolder, or ``None`` when the folder has no class structure."""
     if any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir()):
         return None
     per_class = {}
+    top = root.resolve()
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = find_images(sub)
+        if sub.resolve() == top or sub.resolve() in top.parents:
+            scan.cycles.append(sub.name)  # a "class" that is the dataset itself, or holds it
+            continue
+        images = find_images(sub, scan)
         if images:
             per_class[sub.name] = images
     return per_class if len(per_class) >= min_classes else None
 
 
 def scan(
-    root: Path, labelled: bool | None, classes: tuple[str, ...] | None = None
+    root: Path, labelled: bool | None, classes: tuple[str, ...] | None = None, skipped: Scan | None = None
 ) -> tuple[list[Sample], tuple[str, ...] | None]:
     """The samples of one folder and its class names (``None`` when unlabeled).
 
@@ -72,6 +88,7 @@ def scan(
         root: the folder.
         labelled: ``None`` decides from the layout; ``False`` reads it as unlabeled.
         classes: the class names to label with (a test folder uses the training folder's).
+        skipped: collects the directory links that were not followed.
 
     Returns:
         ``(samples, classes)``.
@@ -79,8 +96,9 @@ def scan(
     Raises:
         DataError: when the folder holds a class the training folder lacks.
     """
+    skipped = skipped if skipped is not None else Scan()
     # A test folder may hold only some of the training classes, even a single one.
-    per_class = _class_folders(root, 1 if classes else 2) if labelled is not False else None
+    per_class = _class_folders(root, skipped, 1 if classes else 2) if labelled is not False else None
     if classes is not None:
         if per_class is None:
             raise DataError(f"{root} has no class subfolders, but the training folder is labelled by {classes[:3]}...")
@@ -88,7 +106,7 @@ def scan(
         if unknown:
             raise DataError(f"{root} holds classes {unknown} that the training folder lacks; use the same class names")
     if per_class is None:
-        return [(str(p), UNLABELED) for p in find_images(root)], None
+        return [(str(p), UNLABELED) for p in find_images(root, skipped)], None
     names = classes or tuple(per_class)
     index = {name: i for i, name in enumerate(names)}
     return [(str(p), index[name]) for name, files in per_class.items() for p in files], names
@@ -138,17 +156,21 @@ def _mean_std(samples: list[Sample], mode: str, size: int) -> tuple[tuple[float,
 
 
 def open_folder(
-    path: Path, split: str, augment: bool, input_size: int | None, skip_corrupt: bool, labelled: bool | None = None
+    path: Path, split: str, augment: bool, input_size: int | None, skip_corrupt: bool, labelled: bool | None = None,
+    contract: InputContract | None = None,
 ) -> DatasetInfo:
     """A folder of images, labelled by class subfolders or unlabeled (see the module docstring).
 
     Args:
         path: the folder.
         split: ``train`` or ``test``.
-        augment: random training transform (crop with padding, flip), or the deterministic one.
+        augment: random training transform, or the deterministic one.
         input_size: output side; ``None`` takes the first image's shorter side, at most 64.
         skip_corrupt: drop unreadable images (with one warning) instead of failing on them.
         labelled: ``None`` decides from the layout; ``False`` forces unlabeled.
+        contract: a model's input contract: images are decoded into its channels and size, and normalised with
+            its mean and std, as torchvision's reference recipes do (``data.contract``); ``input_size`` is then
+            ignored.
 
     Returns:
         The dataset description.
@@ -159,14 +181,19 @@ def open_folder(
     if not path.is_dir():
         what = "does not exist" if not path.exists() else "is not a folder"
         raise DataError(f"image folder {path} {what}; give a folder of images (one subfolder per class if labelled)")
+    skipped = Scan()
     folders = _split_folders(path)
     if folders is not None:
-        train, classes = scan(folders[0], labelled)
+        train, classes = scan(folders[0], labelled, skipped=skipped)
         # An unlabeled training folder makes the test folder unlabeled too, whatever its layout.
-        test, _ = scan(folders[1], labelled if classes else False, classes)
+        test, _ = scan(folders[1], labelled if classes else False, classes, skipped=skipped)
     else:
-        pool, classes = scan(path, labelled)
+        pool, classes = scan(path, labelled, skipped=skipped)
         train, test = holdout(pool)
+    note = skipped.warning(path)
+    if note:
+        warnings.warn(note + " (links are followed only inside the folder, and never round a loop)", UserWarning,
+                      stacklevel=3)
     if not train:  # the holdout always leaves training images, so only an empty folder gets here
         raise _no_images(folders[0] if folders else path)
     chosen = train if split == "train" else test
@@ -177,22 +204,27 @@ def open_folder(
             f"{path} has too few images ({len(train)}) to hold out a test split (every {HOLDOUT_EVERY}th image of "
             "each class); add images, or give train/ and test/ subfolders"
         )
-    mode, side = _probe(train, skip_corrupt)
-    size = input_size or min(side, MAX_DEFAULT_SIZE)
+    if contract is not None:
+        mode, size = image_mode(contract), max(contract.height, contract.width)
+        mean, std = contract.mean, contract.std
+        transform = folder_transform(contract, augment)
+    else:
+        mode, side = _probe(train, skip_corrupt)
+        size = input_size or min(side, MAX_DEFAULT_SIZE)
+        mean, std = _mean_std(train, mode, size)
+        transform = crop_flip_transform(
+            size=size, native_size=None, pad=max(1, size // 8), flip=True, mean=mean, std=std, augment=augment
+        )
     if skip_corrupt:
         chosen = drop_unreadable(chosen, mode, path, size_hint=size)
         if not chosen:
             raise DataError(f"every {split} image under {path} is unreadable")
-    mean, std = _mean_std(train, mode, size)
-    transform = crop_flip_transform(
-        size=size, native_size=None, pad=max(1, size // 8), flip=True, mean=mean, std=std, augment=augment
-    )
     return DatasetInfo(
         dataset=ImageFileDataset(chosen, mode, transform, size_hint=size),
         name=f"folder-{path.name}",
         num_classes=len(classes) if classes else None,
         in_channels=1 if mode == "L" else 3,
-        input_size=size,
+        input_size=contract.height if contract is not None else size,
         mean=mean,
         std=std,
         labelled=classes is not None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +31,64 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def find_images(root: Path) -> list[Path]:
-    """Every image file under ``root``, recursively, in sorted order; hidden folders are skipped."""
+@dataclass
+class Scan:
+    """What :func:`find_images` skipped, for the one warning the caller gives."""
+
+    outside: list[str] = field(default_factory=list)  # directory links leading out of the root
+    cycles: list[str] = field(default_factory=list)  # directory links back into a folder already being read
+
+    def warning(self, root: Path) -> str | None:
+        """One sentence on the skipped links, or None when nothing was skipped."""
+        parts = []
+        if self.outside:
+            parts.append(f"{len(self.outside)} link(s) leading out of the folder ({', '.join(self.outside[:3])})")
+        if self.cycles:
+            parts.append(f"{len(self.cycles)} link(s) looping back into it ({', '.join(self.cycles[:3])})")
+        return f"skipped {' and '.join(parts)} under {root}" if parts else None
+
+
+def find_images(root: Path, scan: Scan | None = None) -> list[Path]:
+    """Every image file under ``root``, recursively, in sorted order; hidden folders are skipped.
+
+    Directory links are followed only when they stay inside ``root`` and do not lead back into a folder
+    that is being read (a loop would repeat images forever, or label another class's images as this one);
+    file links to images inside ``root`` are kept. What is skipped is counted in ``scan``.
+    """
+    scan = scan if scan is not None else Scan()
+    top = root.resolve()
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        base = Path(dirpath)
-        found += [base / f for f in sorted(filenames) if is_image_file(base / f)]
+
+    def inside(path: Path) -> bool:
+        return path == top or top in path.parents
+
+    def walk(folder: Path, real: Path, ancestors: frozenset[Path]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return  # unreadable folder: nothing to list
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = folder / entry.name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                continue
+            if is_dir:
+                target = path.resolve()
+                if not inside(target):
+                    scan.outside.append(str(path.relative_to(root)))
+                elif target in ancestors or target == real:
+                    scan.cycles.append(str(path.relative_to(root)))
+                else:
+                    walk(path, target, ancestors | {real})
+            elif is_image_file(path) and (not entry.is_symlink() or inside(path.resolve())):
+                found.append(path)
+            elif is_image_file(path):
+                scan.outside.append(str(path.relative_to(root)))
+
+    walk(root, top, frozenset())
     return found
 
 
@@ -48,12 +100,32 @@ def _unreadable(path: str | Path, exc: BaseException) -> DataError:
     )
 
 
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float gray images as 8-bit gray, scaled by their real range (not clipped).
+
+    PIL's ``convert("L")`` clips such images at 255, which turns a 16-bit photo white. A 16-bit image spans
+    [0, 65535]; an integer image whose values fit in 8 bits is taken as it is; a float image in [0, 1] is
+    scaled by 255.
+    """
+    if img.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return img
+    values = np.asarray(img, dtype=np.float64)
+    peak = float(values.max()) if values.size else 0.0
+    if img.mode == "F":
+        top = 1.0 if peak <= 1.0 else 255.0
+    else:
+        top = 65535.0 if img.mode.startswith("I;16") or peak > 255 else 255.0
+    gray = np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(gray, "L")
+
+
 def read_image(path: str | Path, mode: str, size_hint: int | None = None) -> np.ndarray:
     """Decode one image to a uint8 array ``(C, H, W)``.
 
     Args:
         path: the image file.
-        mode: ``"L"`` (1 channel) or ``"RGB"`` (3 channels); other modes are converted.
+        mode: ``"L"`` (1 channel) or ``"RGB"`` (3 channels); other modes are converted (RGBA and palette
+            images as PIL converts them, 16-bit and float images by their real range).
         size_hint: the side the image will be resized to; large JPEGs are then decoded at a
             reduced scale (still at least this size), which is much faster.
 
@@ -67,7 +139,7 @@ def read_image(path: str | Path, mode: str, size_hint: int | None = None) -> np.
         with Image.open(path) as img:
             if size_hint is not None:
                 img.draft(mode, (size_hint, size_hint))
-            pixels = np.array(img.convert(mode), dtype=np.uint8)
+            pixels = np.array(_to_8bit(img).convert(mode), dtype=np.uint8)
     # PIL reports broken files through many exception types (OSError, SyntaxError, ValueError,
     # struct.error, DecompressionBombError...): any failure to decode a user's file is a data error.
     except Exception as exc:  # noqa: BLE001

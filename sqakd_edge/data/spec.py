@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..config import InputContract
 from ..errors import DataError
 from . import cifar, fashion_mnist, tiny_imagenet
 from .cifar import open_cifar
+from .contract import adapt
 from .embedded import open_embedded
 from .fashion_mnist import open_fashion_mnist
 from .folder import open_folder
@@ -91,6 +93,7 @@ def open_dataset(
     augment: bool = False,
     input_size: int | None = None,
     skip_corrupt: bool = False,
+    contract: InputContract | None = None,
 ) -> DatasetInfo:
     """Open a dataset by spec, ready for a ``DataLoader``.
 
@@ -105,6 +108,8 @@ def open_dataset(
             (28 Fashion-MNIST, 32 CIFAR, 64 Tiny-ImageNet; folders: first image, at most 64).
         skip_corrupt: drop unreadable image files with one counted warning, instead of raising
             a DataError naming the first one read.
+        contract: a model's input contract (channels, size, mean/std): images are converted to it
+            (``data.contract``), and ``input_size`` is ignored.
 
     Returns:
         A :class:`DatasetInfo`.
@@ -124,13 +129,19 @@ def open_dataset(
     if kind is None:
         assert path is not None
         kind = detect_kind(path)
+    if kind in ("folder", "unlabeled"):
+        assert path is not None
+        return open_folder(path, split, augment, input_size, skip_corrupt,
+                           labelled=False if kind == "unlabeled" else None, contract=contract)
+    native_size = None if contract is not None else input_size
     if kind == "embedded":
-        return open_embedded(split, augment, input_size)
-    if kind == "fashion-mnist":
-        return open_fashion_mnist(path, split, augment, input_size)
-    assert path is not None
-    if kind in cifar.FORMATS:
-        return open_cifar(path, kind, split, augment, input_size)
-    if kind == "tiny-imagenet":
-        return open_tiny_imagenet(path, split, augment, input_size, skip_corrupt)
-    return open_folder(path, split, augment, input_size, skip_corrupt, labelled=False if kind == "unlabeled" else None)
+        info = open_embedded(split, augment, native_size)
+    elif kind == "fashion-mnist":
+        info = open_fashion_mnist(path, split, augment, native_size)
+    elif kind in cifar.FORMATS:
+        assert path is not None
+        info = open_cifar(path, kind, split, augment, native_size)
+    else:
+        assert path is not None and kind == "tiny-imagenet"
+        info = open_tiny_imagenet(path, split, augment, native_size, skip_corrupt)
+    return adapt(info, contract) if contract is not None else info

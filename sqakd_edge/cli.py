@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .config import ACT_SIGNS, BACKWARDS, QUANTIZERS
 from .errors import ConfigError, SqakdEdgeError
 
 
@@ -47,21 +48,33 @@ def main() -> None:
 # train / demo (issue: SQAKD training end to end)
 # ---------------------------------------------------------------------------------------------
 
-_QUANTIZERS = ("pact", "lsq", "dorefa", "interval")
 _TRAIN_EXAMPLES = """
 \b
 Examples:
+  # your own model: a torchvision ResNet-50 you fine-tuned (a state_dict) + a folder of unlabeled photos
+  sqakd-edge train --model torchvision:resnet50 --teacher my_resnet50.pt --data unlabeled:~/photos \\
+      --input-size 224 --out runs/r50-w4a4
+  # your own nn.Module: a builder function in your file (or module:package.module:FUNCTION)
+  sqakd-edge train --model file:my_net.py:build --teacher my_net.pt --data unlabeled:~/photos --input-size 96 \\
+      --out runs/mine
   # 1. a float teacher, with labels
   sqakd-edge train --fp --data embedded --model resnet20 --out runs/teacher
   # 2. an SQAKD W4A4 student: no labels, the teacher's KL only
   sqakd-edge train --teacher runs/teacher/best.pt --data embedded --quantizer lsq --wbits 4 --abits 4 --out runs/w4a4
   # the same from a folder of unlabeled images, EWGS backward, 2 bits
-  sqakd-edge train --teacher runs/teacher/best.pt --data folder:~/images --quantizer interval --backward ewgs \\
+  sqakd-edge train --teacher runs/teacher/best.pt --data unlabeled:~/images --quantizer interval --backward ewgs \\
       --wbits 2 --abits 2 --out runs/w2a2
-  # continue an interrupted run; list the recipes
+  # continue an interrupted run; list the recipes; list the models
   sqakd-edge train --teacher runs/teacher/best.pt --data embedded --out runs/w4a4 --resume
   sqakd-edge train --list-recipes
+  sqakd-edge models
 """
+
+_DATA_HELP = ("embedded | fashion-mnist[:PATH] | cifar10:PATH | cifar100:PATH | tiny-imagenet:PATH | folder:PATH "
+              "(class subfolders, or unlabeled) | unlabeled:PATH (a folder read without labels)")
+_MODEL_HELP = ("Model source: a registered name (sqakd-edge models), torchvision:NAME[?key=value&...], "
+               "file:PATH.py:FUNCTION or module:package.module:FUNCTION (your builder returning an nn.Module). "
+               "With --teacher WEIGHTS: the architecture of those weights.")
 
 
 def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -72,23 +85,55 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
         ctx.exit()
 
 
+def _contract_options(func: Any) -> Any:
+    """The input-contract flags of a model the user brings (train and demo)."""
+    options = [
+        click.option("--input-size", help="Input size N or HxW. [default: the dataset's for registered models, "
+                     "224 for torchvision (299 inception_v3)]"),
+        click.option("--in-channels", type=int, help="Input channels (images are converted). [default: the "
+                     "dataset's for registered models, else 3]"),
+        click.option("--num-classes", type=int, help="Classes of the model's output. [default: the weights' "
+                     "classifier, else the data's]"),
+        click.option("--mean", help="Per-channel normalisation mean, comma-separated. [default: the dataset's for "
+                     "registered models, else ImageNet's]"),
+        click.option("--std", help="Per-channel normalisation std, comma-separated. [default: as --mean]"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _contract_request(input_size: str | None, in_channels: int | None, num_classes: int | None, mean: str | None,
+                      std: str | None) -> Any:
+    from .config import parse_floats, parse_size
+    from .models.resolve import ContractRequest
+
+    return ContractRequest(num_classes=num_classes, in_channels=in_channels,
+                           size=parse_size(input_size) if input_size else None,
+                           mean=parse_floats(mean, "mean") if mean else None,
+                           std=parse_floats(std, "std") if std else None)
+
+
 @main.command(epilog=_TRAIN_EXAMPLES)
 @click.option("--list-recipes", is_flag=True, expose_value=False, is_eager=True, callback=_list_recipes,
               help="Print the named recipes and exit.")
 @click.option("--fp", "float_teacher", is_flag=True, help="Train a float teacher (with labels).")
-@click.option("--teacher", type=click.Path(dir_okay=False), help="Teacher checkpoint: train a quantized student.")
-@click.option("--data", default="embedded", show_default=True,
-              help="embedded | fashion-mnist[:PATH] | cifar10:PATH | cifar100:PATH | tiny-imagenet:PATH | folder:PATH")
+@click.option("--teacher", type=click.Path(dir_okay=False),
+              help="Teacher: a sqakd-edge float checkpoint, or your model's weights (a state_dict file) with --model.")
+@click.option("--random-teacher", is_flag=True,
+              help="With --model: a teacher with random weights, to test the pipeline (its accuracy means nothing).")
+@click.option("--data", default="embedded", show_default=True, help=_DATA_HELP)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (checkpoints, metrics).")
-@click.option("--model", help="Architecture for --fp (see list in the error of a wrong name). [default: resnet20]")
+@click.option("--model", help=_MODEL_HELP + " [default for --fp: resnet20]")
+@_contract_options
 @click.option("--method", type=click.Choice(["sqakd", "ce", "ce+kd"]), default="sqakd", show_default=True,
               help="Student loss: sqakd (no labels), ce (labels), ce+kd (both).")
-@click.option("--quantizer", default="lsq", show_default=True, help=f"One of: {', '.join(_QUANTIZERS)}.")
-@click.option("--backward", type=click.Choice(["ste", "ewgs"]), default="ste", show_default=True)
+@click.option("--quantizer", default="lsq", show_default=True, help=f"One of: {', '.join(QUANTIZERS)}.")
+@click.option("--backward", type=click.Choice(BACKWARDS), default="ste", show_default=True)
 @click.option("--wbits", type=int, default=4, show_default=True, help="Weight bits, 1-8.")
 @click.option("--abits", type=int, default=4, show_default=True, help="Activation bits, 1-8.")
 @click.option("--per-tensor", is_flag=True, help="Per-tensor weight scales (default: per output channel).")
-@click.option("--act-sign", type=click.Choice(["auto", "unsigned", "signed"]), default="auto", show_default=True)
+@click.option("--act-sign", type=click.Choice(ACT_SIGNS), default="auto", show_default=True)
 @click.option("--paper-grids", is_flag=True,
               help="The papers' exact grids (learned affine ranges, 2^8-level weights), not INT8-deployable ones.")
 @click.option("--quantize-first-last", is_flag=True, help="Quantize the first and last layers too (paper: float).")
@@ -120,26 +165,23 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--freeze-bn", is_flag=True, default=None,
               help="Students: keep the BatchNorm statistics they start with (the teacher's), so training normalises "
                    "as evaluation does; scale and shift are still learned.")
+@click.option("--skip-corrupt", is_flag=True, help="Skip unreadable images (counted in one warning) instead of "
+              "stopping at the first.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Replace a run already in --out.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train(float_teacher: bool, teacher: str | None, data: str, out: str, model: str | None, method: str,
-          quantizer: str, backward: str, wbits: int, abits: int, per_tensor: bool, act_sign: str, paper_grids: bool,
-          quantize_first_last: bool, residual_bits: int, shared_residual_stream: bool, keep_float: str,
-          recipe: str | None, no_progress: bool,
-          resume: bool, force: bool, **overrides: Any) -> None:
-    """Train a float teacher (--fp) or an SQAKD/QAT student (--teacher CKPT)."""
-    from .errors import ConfigError
+def train(**params: Any) -> None:
+    """Train a float teacher (--fp) or an SQAKD/QAT student (--teacher CKPT, or --model with your weights)."""
     from .train.distributed import finish_distributed, init_distributed
 
-    if float_teacher == (teacher is not None):
-        raise ConfigError("pass exactly one of --fp (train a float teacher) or --teacher CKPT (train a student)")
-    overrides = {("num_workers" if k == "workers" else k): v for k, v in overrides.items()}
+    if params["float_teacher"] and (params["teacher"] is not None or params["random_teacher"]):
+        raise ConfigError("pass either --fp (train a float teacher) or a teacher for a student, not both")
+    if not params["float_teacher"] and params["teacher"] is None and not params["random_teacher"]:
+        raise ConfigError("pass exactly one of --fp (train a float teacher) or --teacher CKPT (train a student; "
+                          "your own weights with --model SOURCE, or --random-teacher to test the pipeline)")
     info = init_distributed()
     try:
-        _train(info, float_teacher, teacher, data, out, model, method, quantizer, backward, wbits, abits, per_tensor,
-               act_sign, paper_grids, quantize_first_last, residual_bits, shared_residual_stream, keep_float, recipe,
-               no_progress, resume, force, overrides)
+        _train(info, params)
     except SqakdEdgeError as exc:
         if not info.enabled:
             raise
@@ -153,37 +195,61 @@ def train(float_teacher: bool, teacher: str | None, data: str, out: str, model: 
     finish_distributed(info, completed=True)
 
 
-def _train(info: Any, float_teacher: bool, teacher: str | None, data: str, out: str, model: str | None, method: str,
-           quantizer: str, backward: str, wbits: int, abits: int, per_tensor: bool, act_sign: str, paper_grids: bool,
-           quantize_first_last: bool, residual_bits: int, shared_residual_stream: bool, keep_float: str,
-           recipe: str | None, no_progress: bool, resume: bool, force: bool, overrides: dict[str, Any]) -> None:
+_OVERRIDES = ("epochs", "batch_size", "lr", "quant_lr", "weight_decay", "optimizer", "temperature", "kd_weight",
+              "val_fraction", "seed", "amp", "augment", "freeze_bn")
+
+
+def _train(info: Any, p: dict[str, Any]) -> None:
     from .config import QuantConfig
     from .train.recipes import get_recipe
 
     log = click.echo if info.is_main else (lambda _msg: None)
-    if float_teacher:
-        chosen = get_recipe(recipe or "demo-fp")
-        chosen.check_fits(data, teacher=True)
+    overrides = {k: p[k] for k in _OVERRIDES}
+    overrides["num_workers"] = p["workers"]
+    request = _contract_request(p["input_size"], p["in_channels"], p["num_classes"], p["mean"], p["std"])
+    common = {"resume": p["resume"], "force": p["force"], "progress": not p["no_progress"], "dist_info": info,
+              "log": log, "skip_corrupt": p["skip_corrupt"], "request": request}
+    if p["float_teacher"]:
+        chosen = get_recipe(p["recipe"] or "demo-fp")
+        chosen.check_fits(p["data"], teacher=True)
         config = chosen.apply(**overrides, method="fp")
         from .train import train_teacher
 
-        result = train_teacher(data, out, config, model=model or "resnet20", resume=resume, force=force,
-                               progress=not no_progress, dist_info=info, log=log)
+        result = train_teacher(p["data"], p["out"], config, model=p["model"] or "resnet20", **common)
     else:
-        quant = QuantConfig(quantizer=quantizer, backward=backward, wbits=wbits, abits=abits,
-                            weight_granularity="per_tensor" if per_tensor else "per_channel", act_sign=act_sign,
-                            deployable=not paper_grids, keep_first_last_float=not quantize_first_last,
-                            residual_bits=residual_bits, share_residual_stream=shared_residual_stream,
-                            keep_float=tuple(n for n in keep_float.split(",") if n))
-        chosen = get_recipe(recipe or "demo")
-        chosen.check_fits(data, teacher=False)
-        config = chosen.apply(**overrides, method=method)
+        quant = QuantConfig(quantizer=p["quantizer"], backward=p["backward"], wbits=p["wbits"], abits=p["abits"],
+                            weight_granularity="per_tensor" if p["per_tensor"] else "per_channel",
+                            act_sign=p["act_sign"], deployable=not p["paper_grids"],
+                            keep_first_last_float=not p["quantize_first_last"], residual_bits=p["residual_bits"],
+                            share_residual_stream=p["shared_residual_stream"],
+                            keep_float=tuple(n for n in p["keep_float"].split(",") if n))
+        chosen = get_recipe(p["recipe"] or "demo")
+        chosen.check_fits(p["data"], teacher=False)
+        config = chosen.apply(**overrides, method=p["method"])
         from .train import train_student
 
-        result = train_student(data, out, config, quant, teacher_path=str(teacher), model=model, resume=resume,
-                               force=force, progress=not no_progress, dist_info=info, log=log)
+        result = train_student(p["data"], p["out"], config, quant, teacher_path=p["teacher"], model=p["model"],
+                               random_teacher=p["random_teacher"], **common)
     if info.is_main:
         _print_fit_summary(result)
+
+
+@main.command("models")
+def models_command() -> None:
+    """List the model sources: registered models, and torchvision's classification builders."""
+    from .models import list_models, model_spec
+    from .models.sources import torchvision_classifiers
+
+    click.echo("registered (the paper's models; --model NAME):")
+    for name in list_models():
+        spec = model_spec(name)
+        click.echo(f"  {name:<20} {spec.family}, {spec.input_size}x{spec.input_size} input")
+    names = torchvision_classifiers()
+    click.echo(f"torchvision (--model torchvision:NAME, builder arguments as ?key=value&...; {len(names)}):")
+    for i in range(0, len(names), 5):
+        click.echo("  " + "".join(f"{n:<22}" for n in names[i:i + 5]).rstrip())
+    click.echo("your own: --model file:PATH.py:FUNCTION or module:package.module:FUNCTION (returns an nn.Module); "
+               "weights with --teacher WEIGHTS.pt (a state_dict)")
 
 
 def _print_fit_summary(result: Any) -> None:

@@ -94,8 +94,9 @@ def test_class_and_channel_mismatch(teacher, tmp_path):
         (root / c).mkdir(parents=True)
         for i in range(4):
             Image.fromarray(np.full((28, 28, 3), 40 * i, np.uint8)).save(root / c / f"{i}.png")
+    # RGB images are converted to the teacher's 1-channel input (its contract); 3 classes are not its 10
     one_line_error(run("train", "--teacher", teacher, "--data", f"folder:{root}", "--out", tmp_path / "a"),
-                   "3-channel images but the teacher", "1-channel")
+                   "has 3 classes but the teacher", "predicts 10")
 
 
 def test_refuses_a_different_run_in_the_output_dir(fmnist, teacher, tmp_path):

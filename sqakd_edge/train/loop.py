@@ -191,6 +191,15 @@ def _check_resume_matches(ckpt: dict[str, Any], expected: dict[str, Any], path: 
         if ckpt.get(key) != expected.get(key):
             raise ConfigError(f"--resume: {path} was a different run ({key} differs: {ckpt.get(key)} vs "
                               f"{expected.get(key)}); use the same settings, or --force to start over")
+    saved_data, data = ckpt.get("data") or {}, expected.get("data") or {}
+    if saved_data.get("spec") is not None and saved_data.get("spec") != data.get("spec"):
+        raise ConfigError(f"--resume: {path} trained on --data {saved_data.get('spec')}, not {data.get('spec')}; "
+                          "resume with the same data, or --force to start over")
+    saved_teacher, teacher = ckpt.get("teacher") or {}, expected.get("teacher") or {}
+    if saved_teacher.get("sha256") != teacher.get("sha256"):
+        raise ConfigError(f"--resume: {path} was distilled from another teacher (sha256 "
+                          f"{str(saved_teacher.get('sha256'))[:12]}... vs {str(teacher.get('sha256'))[:12]}...); "
+                          "resume with the same teacher, or --force to start over")
     # through TrainConfig, so a setting the older checkpoint lacks counts as its default
     saved_train = to_dict(from_dict(TrainConfig, dict(ckpt.get("train", {}))))
     wanted = dict(expected["train"])
@@ -212,6 +221,7 @@ def fit(
     teacher: nn.Module | None = None,
     teacher_meta: dict[str, Any] | None = None,
     quant: QuantConfig | None = None,
+    quant_plan: dict[str, Any] | None = None,
     resume: bool = False,
     force: bool = False,
     progress: bool = True,
@@ -229,6 +239,7 @@ def fit(
         teacher: the frozen float teacher (SQAKD and CE+KD).
         teacher_meta: what to record about the teacher (path, hash); never its weights.
         quant: the student's quantization config (None for float models).
+        quant_plan: which layers are quantized and why the others stay float (for ``summary.json``).
         resume: continue from ``out_dir/last.pt``.
         force: replace a run already in ``out_dir``.
         progress: show a progress bar.
@@ -423,6 +434,8 @@ def fit(
         summary = {"method": config.method, "epochs": config.epochs, "best": best,
                    "last": history[-1] if history else {}, "seconds": seconds,
                    "quant": to_dict(quant) if quant is not None else None, "model": model_meta}
+        if quant_plan is not None:
+            summary["layers"] = quant_plan
         text = json.dumps(summary, indent=2)
         atomic_write_bytes(out / "summary.json", lambda f: f.write(text.encode()))
     return result

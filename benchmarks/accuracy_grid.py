@@ -93,8 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work", default="runs/accuracy_grid", help="folder for the cells' checkpoints (resumable)")
     p.add_argument("--results", default=str(ROOT / "results" / "accuracy_grid"),
                    help="results path without suffix: writes .json, .md and .png")
-    p.add_argument("--epochs", type=int, default=3, help="epochs per student")
-    p.add_argument("--subset", type=int, default=15000,
+    p.add_argument("--epochs", type=int, default=2, help="epochs per student")
+    p.add_argument("--subset", type=int, default=0,
                    help="training images per student, a fixed subset (10 %% held out for selection; 0: all)")
     p.add_argument("--recipe", default="fashion-mnist", help="student recipe (sqakd-edge train --list-recipes)")
     p.add_argument("--batch-size", type=int, default=128)
@@ -268,29 +268,47 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    """Test accuracy vs bits, one panel per family: CE-QAT and SQAKD with seed spread, PTQ, the teacher dashed."""
+    """Test accuracy vs bits, one panel per family: CE-QAT and SQAKD with seed spread, PTQ, the teacher dashed.
+
+    Bits sit at even spacing (2, 3, 4, 8). PTQ points far below the QAT range are drawn on the bottom edge
+    with their value written beside them, so they do not squash the lines that matter.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(FAMILIES), figsize=(4 * len(FAMILIES), 3.6), sharey=True)
+    positions = {2: 0, 3: 1, 4: 2, 8: 3}
     teacher = 100 * results["teacher"]["test_acc"]
+    qat = [100 * r[m]["mean"] for r in results["table"] for m in METHODS if m in r]
+    low = max(0.0, min(qat + [teacher]) - 2)
+    high = teacher + 1.5
+    fig, axes = plt.subplots(1, len(FAMILIES), figsize=(4 * len(FAMILIES), 3.8), sharey=True)
     for ax, family in zip(axes, FAMILIES, strict=True):
         rows = [r for r in results["table"] if r["family"] == family]
-        for method, style in (("ptq", ":^"), ("ce", "-o"), ("sqakd", "-s")):
-            pts = [(r["bits"], 100 * r[method]["mean"], 100 * r[method]["spread"]) for r in rows if method in r]
+        for method, style, color in (("ce", "-o", "tab:orange"), ("sqakd", "-s", "tab:blue")):
+            pts = [(positions[r["bits"]], 100 * r[method]["mean"], 100 * r[method]["spread"]) for r in rows
+                   if method in r]
             if pts:
                 x, y, err = zip(*pts, strict=True)
-                ax.errorbar(x, y, yerr=err, fmt=style, capsize=3, label=LABELS[method])
-        ax.axhline(teacher, linestyle="--", color="gray", label=f"teacher {teacher:.2f}")
+                ax.errorbar(x, y, yerr=err, fmt=style, color=color, capsize=3, label=LABELS[method])
+        ptq = [(positions[r["bits"]], 100 * r["ptq"]["mean"]) for r in rows if "ptq" in r]
+        if ptq:
+            x, y = zip(*ptq, strict=True)
+            shown = [max(v, low + 0.15) for v in y]
+            ax.plot(x, shown, ":^", color="gray", label="PTQ (no training)")
+            for xi, yi, si in zip(x, y, shown, strict=True):
+                if yi < low:
+                    ax.annotate(f"{yi:.1f}", (xi, si), textcoords="offset points", xytext=(4, 3), fontsize=7,
+                                color="gray")
+        ax.axhline(teacher, linestyle="--", color="black", linewidth=1, label=f"teacher {teacher:.2f}")
         ax.set_title(family)
         ax.set_xlabel("bits (W = A)")
-        ax.set_xticks([2, 3, 4, 8])
+        ax.set_xticks(list(positions.values()), [f"W{b}A{b}" for b in positions])
+        ax.set_xlim(-0.4, 3.4)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
-    low = min([100 * r[m]["mean"] for r in results["table"] for m in METHODS if m in r] + [teacher]) - 2
-    axes[0].set_ylim(max(0.0, low), teacher + 1.5)
+    axes[0].set_ylim(low, high)
     axes[-1].legend(loc="lower right", fontsize=8)
     fig.suptitle("Fashion-MNIST, ResNet-20: SQAKD (no labels) vs CE-QAT (labels); bars: half the seed range")
     fig.tight_layout()

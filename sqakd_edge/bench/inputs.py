@@ -66,12 +66,17 @@ def load_eval_data(spec: str, bundle: ExportBundle, limit: int | None = None) ->
         MissingDependencyError: when the data module (it needs torch) cannot be imported.
     """
     try:
-        from ..data import open_dataset  # type: ignore[attr-defined]  # written in parallel (data issue)
+        from ..data import open_dataset
     except ImportError as exc:
         raise DataError(f"--data needs the sqakd_edge.data module and torch, which cannot be imported ({exc})"
                         ) from None
+    from ..config import InputContract
+
     channels, height, width = bundle.input_shape
-    info = open_dataset(spec, split="test", input_size=height)
+    contract = None
+    if len(bundle.mean) == channels and len(bundle.std) == channels:  # images converted to what the graph takes
+        contract = InputContract(channels, height, width, bundle.mean, bundle.std)
+    info = open_dataset(spec, split="test", input_size=height, contract=contract)
     if info.in_channels != channels:
         raise DataError(f"dataset {spec!r} has {info.in_channels}-channel images but the exported model takes "
                         f"{channels}; pick the data the model was trained on")

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..config import QuantConfig, to_dict
+from ..config import InputContract, QuantConfig, to_dict
 from ..errors import CheckpointError, ConfigError, ExportError
 from ..hashing import file_sha256 as _sha256  # a module global: tests inject a write failure here
 from .inputs import ParityData
@@ -83,8 +83,6 @@ class ExportConfig:
             shape = tuple(self.input_shape)
             if len(shape) != 4 or any(not isinstance(d, int) or d < 1 for d in shape):
                 raise ConfigError(f"input shape must be 4 positive integers NxCxHxW, got {shape}")
-            if shape[2] != shape[3]:
-                raise ConfigError(f"input shape must be square (H == W), got {shape[2]}x{shape[3]}")
             object.__setattr__(self, "input_shape", shape)
         for name in ("parity_samples", "fp32_parity_samples"):
             if getattr(self, name) < 1:
@@ -183,6 +181,23 @@ def _commit(tmp: Path, out_dir: Path) -> None:
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _reached_quantizers(student: nn.Module) -> set[str]:
+    """Names of the quantizers the student's forward runs, as it is (in eval mode for export).
+
+    A training-only branch (an auxiliary head) never runs in eval mode: its quantizers may be uninitialised, and
+    they are not exported.
+    """
+    from ..graph import TraceFailure, trace
+    from ..quant import iter_quantizers
+
+    try:
+        gm = trace(student)
+    except TraceFailure:
+        return {n for n, _ in iter_quantizers(student)}
+    called = {str(n.target) for n in gm.graph.nodes if n.op == "call_module"}
+    return {n for n, _ in iter_quantizers(student) if n in called or n.rpartition(".")[0] in called}
 
 
 def _top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -331,7 +346,8 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
                  quant: QuantConfig | None = None, data: str | None = None, data_fallbacks: tuple[str, ...] = (),
                  mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
                  provenance: dict[str, Any] | None = None, parity_data: ParityData | None = None,
-                 force: bool = False, log: Callable[[str], None] = print) -> ExportResult:
+                 contract: InputContract | None = None, force: bool = False,
+                 log: Callable[[str], None] = print) -> ExportResult:
     """The body of :func:`export_model`.
 
     Args:
@@ -348,6 +364,8 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
         std: input normalisation std (manifest); None: the dataset's.
         provenance: extra manifest blocks (``checkpoint``, ``teacher``).
         parity_data: inputs to use for parity instead of opening ``data``.
+        contract: the model's input contract (shape, mean, std); data for parity is converted to it. None:
+            ``model_meta``'s square input, and the dataset's own statistics.
         force: replace a non-empty ``out_dir``.
         log: where progress lines go.
 
@@ -365,8 +383,17 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
     if config.int8 and student is None:
         raise ConfigError("--int8 needs a quantized student checkpoint")
     name, classes = str(model_meta["name"]), int(model_meta["num_classes"])
-    shape = config.input_shape or (1, int(model_meta["in_channels"]), int(model_meta["input_size"]),
-                                   int(model_meta["input_size"]))
+    if config.input_shape is not None:
+        shape = config.input_shape
+    elif contract is not None:
+        shape = (1, *contract.shape)
+    else:
+        shape = (1, int(model_meta["in_channels"]), int(model_meta["input_size"]), int(model_meta["input_size"]))
+    if contract is not None and tuple(shape[1:]) != contract.shape:
+        contract = InputContract(shape[1], shape[2], shape[3], contract.mean, contract.std) \
+            if shape[1] == contract.channels else None
+    if contract is not None:
+        mean, std = mean or contract.mean, std or contract.std
     if float_model is None:
         if student is None:
             raise ConfigError("nothing to export: pass a student or a float model")
@@ -376,7 +403,9 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
     if student is not None:
         from ..quant import iter_quantizers
 
-        cold = [n for n, q in iter_quantizers(student) if q.enabled and not bool(q.initialized)]
+        student = student.eval()
+        reached = _reached_quantizers(student)
+        cold = [n for n, q in iter_quantizers(student) if q.enabled and not bool(q.initialized) and n in reached]
         if cold:  # a forward pass here would set their ranges from whatever input it saw
             raise ExportError(f"the student's quantizers are not initialised ({cold[0]} and {len(cold) - 1} more); "
                               "run one batch of real data through it first (checkpoints from 'sqakd-edge train' "
@@ -393,7 +422,8 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
         last[0] = now
 
     lap("load_models")
-    pdata = parity_data or load_parity_data(data, config.parity_samples, shape[1:], fallbacks=data_fallbacks)
+    pdata = parity_data or load_parity_data(data, config.parity_samples, shape[1:], fallbacks=data_fallbacks,
+                                            contract=contract)
     lap("load_data")
     if pdata.note:
         log(f"note: {pdata.note}")
@@ -444,7 +474,8 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
     manifest = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model": {k: model_meta[k] for k in ("name", "num_classes", "in_channels", "input_size") if k in model_meta},
+        "model": {k: model_meta[k] for k in ("name", "source", "num_classes", "in_channels", "input_size",
+                                             "input_shape", "builder_sha256") if k in model_meta},
         "input": {"name": "input", "shape": ["batch", *shape[1:]], "dtype": "float32",
                   "mean": list(mean or pdata.mean or []) or None, "std": list(std or pdata.std or []) or None,
                   "layout": "NCHW"},
@@ -529,6 +560,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, config: Expor
     Example:
         >>> export_checkpoint("runs/w4a4/best.pt", "runs/w4a4/export", ExportConfig(target="tensorrt"))
     """
+    from ..models.resolve import contract_of
     from ..train.checkpoint import build_model_from_checkpoint, file_sha256, load_checkpoint, quant_config_of
 
     path = Path(checkpoint)
@@ -554,6 +586,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, config: Expor
     quant = quant_config_of(ckpt) if is_student and ckpt.get("quant") else None
     mean = tuple(data_meta["mean"]) if data_meta.get("mean") else None
     std = tuple(data_meta["std"]) if data_meta.get("std") else None
+    contract = contract_of(meta, data_meta) if meta.get("input_shape") else None
     return export_model(model if is_student else None, out_dir, config, model_meta=meta, float_model=float_model,
                         float_source=source, quant=quant, data=data, data_fallbacks=fallbacks, mean=mean, std=std,
-                        provenance=provenance, force=force, log=log)
+                        provenance=provenance, contract=contract, force=force, log=log)

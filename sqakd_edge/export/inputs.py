@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import InputContract
 from ..errors import DataError, ExportError
 
 
@@ -47,16 +48,16 @@ class ParityData:
         return out
 
 
-def _open(spec: str, size: int) -> tuple[object, str]:
-    """Open the test split of ``spec`` (train split when it has none)."""
+def _open(spec: str, size: int, contract: InputContract | None = None) -> tuple[object, str]:
+    """Open the test split of ``spec`` (train split when it has none), converted to ``contract`` if given."""
     try:
         from ..data import open_dataset  # type: ignore[attr-defined]
     except ImportError as exc:  # the data package is older than this export code
         raise ExportError(f"--data needs sqakd_edge.data.open_dataset, which this install lacks ({exc})") from None
     try:
-        return open_dataset(spec, "test", augment=False, input_size=size), "test"
+        return open_dataset(spec, "test", augment=False, input_size=size, contract=contract), "test"
     except DataError:
-        return open_dataset(spec, "train", augment=False, input_size=size), "train"
+        return open_dataset(spec, "train", augment=False, input_size=size, contract=contract), "train"
 
 
 def synthetic(n: int, shape: tuple[int, int, int], note: str) -> ParityData:
@@ -66,7 +67,7 @@ def synthetic(n: int, shape: tuple[int, int, int], note: str) -> ParityData:
 
 
 def load_parity_data(spec: str | None, n: int, shape: tuple[int, int, int], *, fallbacks: tuple[str, ...] = (),
-                     ) -> ParityData:
+                     contract: InputContract | None = None) -> ParityData:
     """``n`` inputs of ``shape`` (C, H, W), spread evenly over the dataset.
 
     Args:
@@ -74,6 +75,7 @@ def load_parity_data(spec: str | None, n: int, shape: tuple[int, int, int], *, f
         n: how many inputs (fewer if the dataset is smaller).
         shape: the model's input (C, H, W); H must equal W.
         fallbacks: specs to try in order when ``spec`` is None (checkpoint's data, ``embedded``).
+        contract: the model's input contract: images are converted to it (channels, size, mean/std).
 
     Returns:
         The inputs and what they are.
@@ -83,11 +85,11 @@ def load_parity_data(spec: str | None, n: int, shape: tuple[int, int, int], *, f
     """
     channels, height, width = shape
     if spec is not None:
-        return _take(*_open(spec, height), spec, n, shape)
+        return _take(*_open(spec, height, contract), spec, n, shape)
     reasons = []
     for candidate in fallbacks:
         try:
-            info, split = _open(candidate, height)
+            info, split = _open(candidate, height, contract)
             data = _take(info, split, candidate, n, shape)
         except (DataError, ExportError) as exc:
             reasons.append(f"{candidate}: {str(exc)[:120]}")

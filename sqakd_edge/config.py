@@ -268,7 +268,7 @@ def parse_floats(text: str, name: str) -> tuple[float, ...]:
     except ValueError:
         values = ()
     if not values or not all(math.isfinite(v) for v in values):
-        raise ConfigError(f"--{name} {text!r} is not a comma-separated list of numbers (e.g. 0.485,0.456,0.406)")
+        raise ConfigError(f"--{name} {text!r} is not a comma-separated list of finite numbers (e.g. 0.485,0.456,0.406)")
     return values
 
 

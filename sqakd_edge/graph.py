@@ -38,6 +38,7 @@ class _LeafTracer(fx.Tracer):
     def __init__(self) -> None:
         super().__init__()
         self.path: list[str] = []
+        self.failed_at: str | None = None  # the innermost module whose forward raised
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if getattr(type(m), "fx_leaf", False):
@@ -48,6 +49,10 @@ class _LeafTracer(fx.Tracer):
         self.path.append(self.path_of_module(m))
         try:
             return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_at is None:
+                self.failed_at = self.path[-1]
+            raise
         finally:
             self.path.pop()
 
@@ -64,7 +69,7 @@ def trace(model: nn.Module) -> fx.GraphModule:
         graph = tracer.trace(model)
     except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError, ...)
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        where = next((p for p in reversed(tracer.path) if p), None)
+        where = tracer.failed_at or None
         at = f"in the forward of {where} ({type(model.get_submodule(where)).__name__})" if where else \
             f"in {type(model).__name__}.forward"
         raise TraceFailure(

@@ -77,10 +77,10 @@ def find_images(root: Path, scan: Scan | None = None) -> list[Path]:
                 continue
             if is_dir:
                 target = path.resolve()
-                if not inside(target):
+                if target in top.parents or target in ancestors or target == real:
+                    scan.cycles.append(str(path.relative_to(root)))  # back up to a folder being read
+                elif not inside(target):
                     scan.outside.append(str(path.relative_to(root)))
-                elif target in ancestors or target == real:
-                    scan.cycles.append(str(path.relative_to(root)))
                 else:
                     walk(path, target, ancestors | {real})
             elif is_image_file(path) and (not entry.is_symlink() or inside(path.resolve())):

@@ -8,11 +8,14 @@ initializer on are folded (TensorRT 8.x rejects them in front of Q/DQ), unused i
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ExportError, require
@@ -38,7 +41,8 @@ def to_onnx(module: nn.Module, example: torch.Tensor, opset: int) -> Any:
     onnx = require("onnx", "sqakd-edge export")
     buf = io.BytesIO()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        _register_opset13_attention()
+        with warnings.catch_warnings(), torch.no_grad(), _mha_fastpath(False), _adaptive_pool_as_matmul():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (example,), buf, dynamo=False, opset_version=opset,  # type: ignore[arg-type]
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
@@ -58,6 +62,70 @@ def to_onnx(module: nn.Module, example: torch.Tensor, opset: int) -> Any:
     drop_unused_initializers(model)
     model.producer_name = "sqakd-edge"
     return model
+
+
+@contextlib.contextmanager
+def _mha_fastpath(enabled: bool) -> Iterator[None]:
+    """Switch nn.MultiheadAttention's fused inference path on or off for the block.
+
+    The fused path (``aten::_native_multi_head_attention``) has no ONNX form; the exporter needs the composed
+    one, which computes the same.
+    """
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
+def _register_opset13_attention() -> None:
+    """Let the TorchScript exporter write ``scaled_dot_product_attention`` at opset 13 (ViT's, Swin's attention).
+
+    Its opset-14 form is MatMul, Softmax (one axis, as opset 13 defines it), Mul and Transpose, all in opset 13;
+    only a causal mask needs opset 14 (Trilu), which classifiers do not use.
+    """
+    from torch.onnx._internal.torchscript_exporter import symbolic_opset14
+
+    torch.onnx.register_custom_op_symbolic("aten::scaled_dot_product_attention",
+                                           symbolic_opset14.scaled_dot_product_attention, 13)
+
+
+def _pool_matrix(size: int, out: int) -> torch.Tensor:
+    """``(out, size)``: row i averages the input cells adaptive pooling gives output cell i."""
+    m = torch.zeros(out, size)
+    for i in range(out):
+        lo, hi = (i * size) // out, -((-(i + 1) * size) // out)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
+
+
+@contextlib.contextmanager
+def _adaptive_pool_as_matmul() -> Iterator[None]:
+    """Export adaptive average pooling to a size that does not divide the input as two constant MatMuls.
+
+    The TorchScript exporter refuses that case ("output size that are not factor of input size"), which is
+    every torchvision VGG or AlexNet below 224 px (a 2x2 map pooled to 7x7). The input size is fixed in the
+    graph, so the pooling is a constant linear map per axis: ``P_h @ x @ P_w^T`` computes the same averages.
+    Only while exporting; the parity check compares the graph with the real operator.
+    """
+    original = F.adaptive_avg_pool2d
+
+    def pool(x: torch.Tensor, output_size: Any) -> torch.Tensor:
+        out = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        oh, ow = (h if out[0] is None else out[0]), (w if out[1] is None else out[1])
+        if h % oh == 0 and w % ow == 0:
+            return original(x, output_size)
+        rows = _pool_matrix(h, oh).to(x.dtype)
+        cols = _pool_matrix(w, ow).to(x.dtype).t().contiguous()
+        return torch.matmul(torch.matmul(rows, x), cols)
+
+    F.adaptive_avg_pool2d = pool  # type: ignore[assignment]  # restored below
+    try:
+        yield
+    finally:
+        F.adaptive_avg_pool2d = original
 
 
 def opset_of(model: Any) -> int:

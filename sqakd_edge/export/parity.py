@@ -25,8 +25,9 @@ LEVELS = {"off": "ORT_DISABLE_ALL", "on": "ORT_ENABLE_ALL"}
 # QLinearConv; TensorRT keeps biases in float. For TensorRT graphs the "on" run leaves that one pass out,
 # so it stands in for TensorRT instead of reporting ORT's own rounding.
 TENSORRT_DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
-INTEGER_CONV_OPS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "MatMulIntegerToFloat")
-FLOAT_CONV_OPS = ("Conv", "FusedConv", "NchwcConv", "Gemm", "MatMul", "FusedGemm")
+INTEGER_CONV_OPS = ("QLinearConv", "NhwcQLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger",
+                    "MatMulIntegerToFloat", "QGemm")
+FLOAT_CONV_OPS = ("Conv", "FusedConv", "NchwcConv", "NhwcFusedConv", "Gemm", "MatMul", "FusedGemm", "FusedMatMul")
 
 
 @dataclass(frozen=True)

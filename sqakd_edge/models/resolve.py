@@ -183,15 +183,15 @@ def classifier_name(model: nn.Module) -> str | None:
         gm = trace(model)
     except TraceFailure:
         return None
-    linear = called_modules(gm, (nn.Linear,))
-    return (linear or called_modules(gm, (nn.Conv2d,)) or [None])[-1]
+    called = called_modules(gm, (nn.Linear,)) or called_modules(gm, (nn.Conv2d,))
+    return called[-1] if called else None
 
 
 def _classes_of(model: nn.Module, name: str | None) -> int | None:
     if name is None:
         return None
-    layer = model.get_submodule(name)
-    return int(layer.weight.shape[0]) if hasattr(layer, "weight") else None
+    weight = getattr(model.get_submodule(name), "weight", None)
+    return int(weight.shape[0]) if isinstance(weight, torch.Tensor) else None
 
 
 def _settle_contract(built: Built, request: ContractRequest, data_meta: dict[str, Any], channels: int | None,

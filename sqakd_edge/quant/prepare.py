@@ -112,7 +112,8 @@ def prepare_qat(model: nn.Module, config: QuantConfig) -> nn.Module:
         set_submodule(student, name, QUANT_MODULES[type(layer)].from_float(layer, config))  # type: ignore[attr-defined]
     if config.residual_bits:
         quantize_residuals(student, config)
-    student.sqakd_quant_config = config  # what export records in its manifest (not a tensor: not in state_dict)
+    # what export records in its manifest (not a tensor: not in state_dict)
+    student.sqakd_quant_config = config  # type: ignore[assignment]
     return student
 
 

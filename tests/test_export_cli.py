@@ -91,8 +91,15 @@ def test_export_writes_the_agreed_directory(ckpts, tmp_path):
                  "--parity-samples", 48)
     assert res.exit_code == 0, res.output
     assert "int8: top-1 agreement" in res.output and "- ok" in res.output
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.fp32.onnx", "model.int8.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.fp16.onnx", "model.fp32.onnx",
+                                                      "model.int8.onnx"]
     m = json.loads((out / "manifest.json").read_text())
+    # the FP16 graph (TensorRT 11 builds FP16 only from one): float16 inside, float32 at the edges, parity-checked
+    fp16 = onnx.load(str(out / "model.fp16.onnx"))
+    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
+    assert m["parity"]["fp16"]["passed"] and m["parity"]["fp16"]["off"]["top1_agreement"] >= 0.99
+    assert m["graphs"]["fp16"]["sha256"] == hashlib.sha256((out / "model.fp16.onnx").read_bytes()).hexdigest()
     assert m["schema"] == "sqakd-edge.export-manifest" and m["schema_version"] == 1
     assert m["model"] == {"name": "resnet20", "num_classes": 10, "in_channels": 1, "input_size": SIZE}
     assert m["input"] == {"name": "input", "shape": ["batch", 1, SIZE, SIZE], "dtype": "float32", "mean": [0.286],
@@ -150,7 +157,8 @@ def test_onnxruntime_target_and_float_only_export(ckpts, tmp_path):
     assert invoke("check", tmp_path / "ort" / "model.int8.onnx", "--target", "onnxruntime").exit_code == 0
     res = invoke("export", ckpts["w4a4"], "--out", tmp_path / "fp", "--parity-samples", 16)
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in (tmp_path / "fp").iterdir()) == ["manifest.json", "model.fp32.onnx"]
+    assert sorted(p.name for p in (tmp_path / "fp").iterdir()) == ["manifest.json", "model.fp16.onnx",
+                                                                   "model.fp32.onnx"]
     assert "int8" not in json.loads((tmp_path / "fp" / "manifest.json").read_text())["graphs"]
 
 
@@ -246,7 +254,7 @@ def test_float_checkpoint_exports_its_float_graph(ckpts, tmp_path):
     res = invoke("export", ckpts["teacher"], "--out", tmp_path / "t", "--parity-samples", 8)
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "t" / "manifest.json").read_text())
-    assert list(m["graphs"]) == ["fp32"] and m["graphs"]["fp32"]["source"] == "teacher" and m["quant"] is None
+    assert list(m["graphs"]) == ["fp32", "fp16"] and m["graphs"]["fp32"]["source"] == "teacher" and m["quant"] is None
     assert m["parity"]["fp32"]["off"]["max_abs_dlogit"] < 1e-3
 
 

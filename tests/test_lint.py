@@ -108,7 +108,35 @@ def test_uint8_qdq_and_missing_zero_point():
     s = g.init(np.asarray(0.1, np.float32))
     q = g.node("QuantizeLinear", [g.node("Relu", ["x"]), s], name="q_no_zp")
     m = g.model(g.node("Conv", [g.node("DequantizeLinear", [q, s]), g.weight()], pads=[1, 1, 1, 1]))
-    assert rules(m)["uint8"] == "error"
+    found = rules(m)
+    assert found["zero-point-missing"] == "error" and "uint8" not in found  # named for what it is
+    assert "zero-point-missing" not in rules(m, "onnxruntime")
+
+
+def test_scale_dtype_and_zero_point_shape_are_tensorrt_parser_checks():
+    """TensorRT 8.2's ONNX parser checks that scales are float32 and zero-points have the scale's size."""
+    g = G()
+    s64 = g.init(np.asarray(0.1, np.float64))
+    zp = g.init(np.asarray(0, np.int8))
+    q = g.node("QuantizeLinear", [g.node("Relu", ["x"]), s64, zp], name="q_f64")
+    m = g.model(g.node("Conv", [g.node("DequantizeLinear", [q, s64, zp]), g.weight()], pads=[1, 1, 1, 1]))
+    assert rules(m)["scale-dtype"] == "error" and "scale-dtype" not in rules(m, "onnxruntime")
+    g = G()
+    s = g.init(np.asarray(0.1, np.float32))
+    zp3 = g.init(np.zeros(3, np.int8))
+    q = g.node("QuantizeLinear", [g.node("Relu", ["x"]), s, zp3], name="q_zp3")
+    m = g.model(g.node("Conv", [g.node("DequantizeLinear", [q, s, zp3]), g.weight()], pads=[1, 1, 1, 1]))
+    assert rules(m)["zero-point-shape"] == "error" and rules(m, "onnxruntime")["zero-point-shape"] == "error"
+
+
+def test_an_opset_above_the_devices_is_an_error():
+    g = G()
+    x = g.qdq("x")
+    m = g.model(g.node("Conv", [x, g.weight()], pads=[1, 1, 1, 1]))
+    m.opset_import[0].version = 17
+    assert "opset-device" not in {f.rule for f in lint_model(m)}
+    found = {f.rule: f for f in lint_model(m, "tensorrt", max_opset=13)}
+    assert found["opset-device"].severity == "error" and "--opset 13" in found["opset-device"].fix
 
 
 def test_scale_not_constant():

@@ -8,8 +8,14 @@ Rules (id: severity under ``tensorrt`` / under ``onnxruntime``):
 
 - ``opset``: Q/DQ below opset 13 (no per-channel axis): error / error; above 13: warning (TensorRT 8.2,
   the last on Jetson Nano, reads up to 13) / -.
+- ``opset-device``: above the device's highest opset (``max_opset``; 13 for TensorRT 8.2): error / -.
 - ``zero-point``: a non-zero zero-point: error / -.
+- ``zero-point-missing``: no zero-point input (ONNX then means uint8; TensorRT 8.2's parser needs an
+  explicit int8 one): error / -.
 - ``uint8``: uint8 Q/DQ (TensorRT is signed int8 only): error / -.
+- ``scale-dtype``: a scale that is not float32 (TensorRT 8.2's parser checks it): error / -.
+- ``zero-point-shape``: a zero-point whose size differs from the scale's (the ONNX spec and TensorRT's
+  parser both require equal shapes): error / error.
 - ``scale-constant``: a scale or zero-point that is not a constant: error / error.
 - ``scale-positive``: a zero, negative or non-finite scale: error / error.
 - ``weight-axis``: per-channel weight scales not on the output-channel axis (0 for Conv and Gemm with
@@ -172,12 +178,14 @@ def _weight_axis(g: _Graph, consumer: Any, input_index: int, weight_shape: tuple
     return None
 
 
-def lint_model(model: Any, target: str = "tensorrt") -> list[Finding]:
+def lint_model(model: Any, target: str = "tensorrt", max_opset: int | None = None) -> list[Finding]:
     """Lint an ONNX ``ModelProto``.
 
     Args:
         model: the model.
         target: ``tensorrt`` (all rules) or ``onnxruntime`` (what matters to ONNX Runtime).
+        max_opset: the highest opset the device's TensorRT parses (a device profile's ``max_onnx_opset``);
+            above it is an error, not the general warning.
 
     Returns:
         The findings, errors first.
@@ -199,6 +207,9 @@ def lint_model(model: Any, target: str = "tensorrt") -> list[Finding]:
     if qdq and opset < 13:
         add("opset", "error", "graph", f"opset {opset} has no per-channel Q/DQ (axis needs opset 13)",
             "export with opset 13")
+    elif trt and max_opset is not None and opset > max_opset:
+        add("opset-device", "error", "graph", f"opset {opset} is above {max_opset}, the highest this device's "
+            "TensorRT parses", f"export with --opset {max_opset}")
     elif trt and opset > 13:
         add("opset", "warning", "graph", f"opset {opset}: TensorRT 8.2 (JetPack 4.6, Jetson Nano) reads up to opset 13",
             "export with --opset 13 to deploy on JetPack 4.6")
@@ -227,8 +238,18 @@ def _lint_qdq_node(g: _Graph, n: Any, trt: bool, add: Any) -> None:
     if zp_name and zp is None:
         add("scale-constant", "error", name, f"{n.op_type} zero-point '{zp_name}' is not a constant",
             "make zero-points constant initializers")
+    if scale is not None and zp is not None and zp.size != scale.size:
+        add("zero-point-shape", "error", name, f"{n.op_type} has {zp.size} zero-point(s) for {scale.size} scale(s)",
+            "give the zero-point the scale's shape")
     if trt:
-        if not zp_name or (zp is not None and zp.dtype == np.uint8):
+        if scale is not None and scale.dtype != np.float32:
+            add("scale-dtype", "error", name, f"{n.op_type} scale is {scale.dtype} (TensorRT reads float32 scales)",
+                "store scales as float32")
+        if not zp_name:
+            add("zero-point-missing", "error", name, f"{n.op_type} has no zero-point (ONNX then means uint8, and "
+                "TensorRT 8.2's parser needs an explicit one)", "add an int8 zero-point of 0 (export --target "
+                "tensorrt does)")
+        elif zp is not None and zp.dtype == np.uint8:
             add("uint8", "error", name, f"{n.op_type} is uint8 (TensorRT takes signed int8 Q/DQ only)",
                 "use int8 zero-points (symmetric int8; export with --target tensorrt)")
         if zp is not None and np.any(zp != 0):
@@ -361,13 +382,13 @@ def load_onnx(path: str | Path) -> Any:
     return model
 
 
-def lint_file(path: str | Path, target: str = "tensorrt") -> list[Finding]:
+def lint_file(path: str | Path, target: str = "tensorrt", max_opset: int | None = None) -> list[Finding]:
     """Lint an ONNX file (see :func:`lint_model`).
 
     Raises:
         ExportError: a missing or non-ONNX file, or an unknown target.
     """
-    return lint_model(load_onnx(path), target)
+    return lint_model(load_onnx(path), target, max_opset)
 
 
 def summarize(findings: list[Finding]) -> dict[str, Any]:

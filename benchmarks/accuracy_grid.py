@@ -224,8 +224,9 @@ def markdown(results: dict[str, Any]) -> str:
         "## Setup",
         f"- Teacher: `{s['teacher_file']}` (sha256 `{t['sha256'][:16]}…`), ResNet-20 float, "
         f"**{pct(t['test_acc'])} %** test accuracy on the 10k test images ({t['recipe']}).",
-        f"- Students: start from the teacher's weights; {s['epochs']} epochs on a fixed subset of {s['subset']} "
-        f"training images (10 % held out, seed-dependent), recipe `{s['recipe']}` ({s['config_short']}). The same "
+        f"- Students: start from the teacher's weights; {s['epochs']} epochs on "
+        + (f"a fixed subset of {s['subset']} training images" if s["subset"] else "all 60 000 training images")
+        + f" (10 % held out, seed-dependent), recipe `{s['recipe']}` ({s['config_short']}). The same "
         "budget and recipe for both methods; first and last layer float (the paper), deployable (INT8-exportable) "
         "grids, per-channel weights.",
         "- CE-QAT: cross-entropy on the labels. SQAKD: T²·KL(teacher ‖ student) at T=4, no labels (its `best.pt` "
@@ -391,7 +392,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.only:
         wanted = [w for w in args.only.split(",") if w]
         cells = [c for c in cells if any(w in c.name for w in wanted)]
-    results["planned"] = len(plan(seeds_per_bits(args)))
+    # what this run plans plus what earlier runs (with other --only/--extra-seeds) already hold
+    results["planned"] = len({c.name for c in cells} | set(results["cells"]))
     todo = [c for c in cells if c.name not in results["cells"]]
     log(f"{len(cells) - len(todo)} of {len(cells)} cells already done; {len(todo)} to run on {results['machine']}")
     data_by_seed: dict[int, RunData] = {}

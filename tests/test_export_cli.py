@@ -268,3 +268,18 @@ def test_opset_is_checked_and_recorded(ckpts, tmp_path):
     assert check.exit_code == 0 and "TensorRT 8.2" in check.output  # a warning, not an error
     assert "opset must be 13-20" in one_line_error(invoke("export", ckpts["w4a4"], "--opset", "11",
                                                           "--out", tmp_path / "o11"))
+
+
+def test_an_out_that_contains_an_input_is_refused_before_anything_is_touched(ckpts, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    ckpt = run_dir / "best.pt"
+    shutil.copyfile(ckpts["w4a4"], ckpt)
+    before = ckpt.read_bytes()
+    for out in (run_dir, tmp_path):
+        err = one_line_error(invoke("export", ckpt, "--int8", "--out", out, "--force"))
+        assert "contains the input" in err and "choose another --out" in err
+    err = one_line_error(invoke("export", ckpts["w4a4"], "--int8", "--out", Path(ckpts["teacher"]).parent, "--force",
+                          "--teacher", ckpts["teacher"]))
+    assert "contains the input" in err
+    assert ckpt.read_bytes() == before and sorted(p.name for p in run_dir.iterdir()) == ["best.pt"]

@@ -200,3 +200,41 @@ def test_foreign_and_unsafe_checkpoints(tmp_path):
         load_checkpoint(unsafe)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+class _BrokenAfter(_PoisonAfter):
+    """Real data until ``clean`` items were read, then an unreadable image (a data error mid-epoch)."""
+
+    def __getitem__(self, i):
+        if self.reads >= self.clean:
+            raise DataError("image 17 is corrupt")
+        return super().__getitem__(i)
+
+
+def test_force_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tmp_path, float_model, toy_meta):
+    cfg = TrainConfig(method="fp", **{**FAST, "epochs": 1})
+    fit(float_model, _data(), cfg, tmp_path, model_meta=toy_meta, progress=False, log=_quiet)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert {"last.pt", "best.pt", "metrics.jsonl", "summary.json"} <= set(before)
+    data = _data()
+    broken = RunData(_BrokenAfter(data.train, clean=40), data.held_out, data.test, True, {"spec": "toy"})
+    with pytest.raises(DataError, match="corrupt"):
+        fit(float_model, broken, cfg, tmp_path, model_meta=toy_meta, force=True, progress=False, log=_quiet)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after == before  # the old run is back, byte for byte
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # nothing set aside is left
+    fit(float_model, _data(), cfg, tmp_path, model_meta=toy_meta, force=True, progress=False, log=_quiet)
+    assert (tmp_path / "last.pt").read_bytes() != before["last.pt"]  # a finished new run replaces it
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_best_checkpoint_copy_does_not_follow_a_planted_link(tmp_path, float_model, toy_meta):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".best.pt.tmp").symlink_to(victim)  # the old fixed temp name
+    fit(float_model, _data(), TrainConfig(method="fp", **{**FAST, "epochs": 1}), out, model_meta=toy_meta,
+        progress=False, log=_quiet)
+    assert victim.read_text() == "precious"
+    assert not (out / "best.pt").is_symlink() and load_checkpoint(out / "best.pt")["kind"] == "fp"

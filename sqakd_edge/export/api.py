@@ -172,6 +172,16 @@ def _prepare_out(out_dir: Path, force: bool) -> Path:
     return parent
 
 
+def _refuse_out_holding_inputs(out_dir: Path, inputs: list[Path]) -> None:
+    """An ``--out`` that contains an input would be replaced, input and all: refuse it before anything is read."""
+    out = out_dir.expanduser().resolve()
+    for item in inputs:
+        resolved = item.expanduser().resolve()
+        if resolved == out or out in resolved.parents:
+            raise ExportError(f"--out {out_dir} contains the input {item}; replacing it would delete that file: "
+                              f"choose another --out (e.g. {out_dir / 'export'})")
+
+
 def _commit(tmp: Path, out_dir: Path) -> None:
     """Move the finished temp dir into place (replacing an old export, which --force allowed)."""
     old = None
@@ -615,6 +625,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, config: Expor
     from ..train.checkpoint import build_model_from_checkpoint, file_sha256, load_checkpoint, quant_config_of
 
     path = Path(checkpoint)
+    _refuse_out_holding_inputs(Path(out_dir), [path, *([Path(teacher)] if teacher is not None else [])])
     ckpt = _load(load_checkpoint, path)
     if config.int8 and ckpt.get("kind") != "student":
         raise CheckpointError(f"{path} holds a float model ('{ckpt.get('kind')}'); --int8 needs a quantized student "

@@ -7,9 +7,12 @@ Labelled accuracy is measured whenever labels exist and reported, never used to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -173,12 +176,62 @@ def _prepare_out_dir(out_dir: Path, *, resume: bool, force: bool, info: DistInfo
     if existing and not force:
         raise ConfigError(f"{out_dir} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
                           "--force to replace it, or choose another --out")
-    if existing and force and info.is_main:
-        for name in existing:
-            (out_dir / name).unlink()
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     return None
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    """Copy through a fresh temp file (never a fixed name a link could be planted at) and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _set_aside(out_dir: Path, force: bool, resume: bool, info: DistInfo) -> Path | None:
+    """``--force``: move the old run into a hidden folder of ``out_dir`` (not deleted before its replacement exists)."""
+    existing = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if not (force and existing and not resume and info.is_main):
+        return None
+    aside = Path(tempfile.mkdtemp(prefix=".replaced-run.", dir=out_dir))
+    for name in existing:
+        os.replace(out_dir / name, aside / name)
+    return aside
+
+
+def _settle_aside(aside: Path, out_dir: Path, failed: bool) -> None:
+    """Drop the old run once the new one has a checkpoint; put it back when the new one failed before that."""
+    if failed and not (out_dir / "last.pt").exists():
+        for path in aside.iterdir():
+            os.replace(path, out_dir / path.name)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def fit(student: nn.Module, data: RunData, config: TrainConfig, out_dir: str | Path, *, force: bool = False,
+        resume: bool = False, dist_info: DistInfo | None = None, **kwargs: Any) -> FitResult:
+    """Train and checkpoint ``student``; see :func:`_fit` for the arguments.
+
+    With ``force``, the run already in ``out_dir`` is moved aside first and restored if the new run fails
+    before writing its first checkpoint (a data error must not leave the user with nothing).
+    """
+    info = dist_info or DistInfo()
+    out = Path(out_dir)
+    aside = _set_aside(out, force, resume, info)
+    try:
+        result = _fit(student, data, config, out, force=force, resume=resume, dist_info=dist_info, **kwargs)
+    except BaseException:
+        if aside is not None:
+            _settle_aside(aside, out, failed=True)
+        raise
+    if aside is not None:
+        _settle_aside(aside, out, failed=False)
+    return result
 
 
 def _write_metrics(out_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -211,7 +264,7 @@ def _check_resume_matches(ckpt: dict[str, Any], expected: dict[str, Any], path: 
                           "use the same settings, or --force to start over")
 
 
-def fit(
+def _fit(
     student: nn.Module,
     data: RunData,
     config: TrainConfig,
@@ -424,8 +477,7 @@ def fit(
                     "rng": {"torch": rng_states[0], "torch_per_rank": rng_states}}
             save_checkpoint(ckpt, last_path)
             if improved:
-                shutil.copyfile(last_path, out / ".best.pt.tmp")
-                (out / ".best.pt.tmp").replace(best_path)
+                _copy_atomic(last_path, best_path)
             _write_metrics(out, history)
             log(_epoch_line(row, config))
     seconds = time.perf_counter() - start

@@ -171,3 +171,32 @@ def test_cli_with_embedded_data_reports_accuracy(tmp_path_factory, tmp_path):
     doc = json.loads((directory / "bench" / "results.json").read_text())
     assert doc["settings"]["inputs"] == "data"
     assert all(m["accuracy"]["n"] == 64 for m in doc["models"])
+
+
+def test_eager_skipped_when_the_checkpoint_is_another_file_than_the_exported_one(export, tmp_path):
+    mine = copy_export(export, tmp_path / "export")
+    ckpt = tmp_path / "model.pt"
+    torch.save(TinyNet().state_dict(), ckpt)
+    write_manifest(mine, checkpoint=ckpt)
+    torch.save({"replaced": torch.zeros(1)}, ckpt)  # changed after export
+    doc = run_bench(mine, CONFIG, plot=False, show_progress=False).document
+    assert any("not the one the export was made from" in n for n in doc["notes"])
+
+
+@pytest.mark.parametrize("name,problem", [("/etc/passwd", "outside the export directory"),
+                                          ("../model.fp32.onnx", "outside the export directory"),
+                                          ("model.fp32.onnx", "no sha256")])
+def test_manifest_graph_names_stay_inside_and_are_hashed(export, tmp_path, name, problem):
+    from sqakd_edge.bench.export_dir import load_export_dir
+    from sqakd_edge.errors import ExportError
+
+    mine = copy_export(export, tmp_path / "export")
+    manifest = json.loads((mine / "manifest.json").read_text())
+    manifest["graphs"]["fp32"]["file"] = name
+    if problem == "no sha256":
+        del manifest["graphs"]["fp32"]["sha256"]
+    else:
+        (tmp_path / "model.fp32.onnx").write_bytes((mine / "model.fp32.onnx").read_bytes())
+    (mine / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match=problem):
+        load_export_dir(mine)

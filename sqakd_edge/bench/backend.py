@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import ConfigError, EngineError, ExportError
+from ..hashing import file_sha256
 from .export_dir import ExportBundle
 from .inputs import EvalData, top1
 from .measure import measure
@@ -156,12 +157,16 @@ class LocalBackend:
         """
         bundle, wanted = job.bundle, job.config.graphs
         notes: list[str] = []
-        available = list(bundle.graphs)
+        # the FP16 graph is for TensorRT 11 (no FP16 flag); ONNX Runtime's CPU kernels mostly cast float16 back
+        available = [key for key in bundle.graphs if key != "fp16"]
         eager_reason = None
         if bundle.checkpoint is None:
             eager_reason = "the manifest names no checkpoint"
         elif not bundle.checkpoint.is_file():
             eager_reason = f"its checkpoint {bundle.checkpoint} is not on this machine"
+        elif bundle.checkpoint_sha256 is None or file_sha256(bundle.checkpoint) != bundle.checkpoint_sha256:
+            eager_reason = (f"its checkpoint {bundle.checkpoint} is not the one the export was made from (sha256 "
+                            "differs from the manifest's)")
         elif importlib.util.find_spec("torch") is None:
             eager_reason = "torch is not installed"
         elif self.model_loader is None and importlib.util.find_spec("sqakd_edge.train.checkpoint") is None:

@@ -25,11 +25,11 @@ class GraphFile:
     """One ONNX graph of an export directory.
 
     Args:
-        key: ``fp32`` or ``int8`` (the manifest's key).
+        key: ``fp32``, ``int8`` or ``fp16`` (the manifest's key).
         path: absolute path of the ``.onnx`` file.
         sha256: its hash (checked against the manifest).
         bytes: its size on disk.
-        precision: the precision it was exported for (``fp32`` or ``int8``).
+        precision: the precision it was exported for (``fp32``, ``int8`` or ``fp16``).
     """
 
     key: str
@@ -56,6 +56,8 @@ class ExportBundle:
         checkpoint: the checkpoint of the float model behind ``model.fp32.onnx`` (the teacher when
             the manifest names one, else the student's, run with its quantizers off), as the manifest
             names it; it may be missing on this machine (callers check).
+        checkpoint_sha256: its hash as the manifest records it (the eager baseline is rebuilt only from
+            a file that still has it).
     """
 
     directory: Path
@@ -68,6 +70,7 @@ class ExportBundle:
     std: tuple[float, ...]
     num_classes: int
     checkpoint: Path | None
+    checkpoint_sha256: str | None = None
 
 
 def _field(manifest: dict[str, Any], *keys: str, path: Path) -> Any:
@@ -114,15 +117,25 @@ def load_export_dir(directory: str | Path) -> ExportBundle:
     if not isinstance(entries, dict) or "fp32" not in entries:
         raise ExportError(f"{manifest_path} names no FP32 graph (graphs.fp32); re-export the model")
     graphs: dict[str, GraphFile] = {}
-    for key in ("fp32", "int8"):
+    for key in ("fp32", "int8", "fp16"):
         if key not in entries:
             continue
         entry = entries[key]
-        path = root / str(_field(manifest, "graphs", key, "file", path=manifest_path))
+        if not isinstance(entry, dict):
+            raise ExportError(f"{manifest_path}: graphs.{key} must be an object with file and sha256; re-export")
+        name = str(_field(manifest, "graphs", key, "file", path=manifest_path))
+        path = root / name
+        # a file name from the manifest stays inside the export directory: no absolute paths, no "..", no links out
+        if Path(name).is_absolute() or ".." in Path(name).parts or root not in path.resolve().parents:
+            raise ExportError(f"{manifest_path}: graphs.{key}.file {name!r} points outside the export directory; "
+                              "re-export the model")
         if not path.is_file():
             raise ExportError(f"{path} is named in {MANIFEST} but missing; re-export the model ({EXPORT_HINT})")
+        if not isinstance(entry.get("sha256"), str):
+            raise ExportError(f"{manifest_path}: graphs.{key} has no sha256, so {name} cannot be checked; re-export "
+                              "the model")
         digest = file_sha256(path)
-        if entry.get("sha256") and entry["sha256"] != digest:
+        if entry["sha256"] != digest:
             raise ExportError(f"{path.name} does not match the hash in {MANIFEST} (changed after export?); "
                               "re-export the model")
         graphs[key] = GraphFile(key, path, digest, path.stat().st_size, key)
@@ -134,6 +147,7 @@ def load_export_dir(directory: str | Path) -> ExportBundle:
     float_source = (manifest.get("graphs", {}).get("fp32") or {}).get("source")
     checkpoint = (manifest.get("teacher") if float_source == "teacher" else None) or manifest.get("checkpoint") or {}
     ckpt_path = Path(checkpoint["file"]) if isinstance(checkpoint, dict) and checkpoint.get("file") else None
+    ckpt_sha = checkpoint.get("sha256") if isinstance(checkpoint, dict) else None
     return ExportBundle(
         directory=root,
         manifest=manifest,
@@ -145,4 +159,5 @@ def load_export_dir(directory: str | Path) -> ExportBundle:
         std=tuple(float(v) for v in manifest["input"].get("std", ())),
         num_classes=int(_field(manifest, "model", "num_classes", path=manifest_path)),
         checkpoint=ckpt_path,
+        checkpoint_sha256=ckpt_sha if isinstance(ckpt_sha, str) else None,
     )

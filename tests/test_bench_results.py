@@ -200,3 +200,29 @@ def test_manifest_graph_names_stay_inside_and_are_hashed(export, tmp_path, name,
     (mine / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ExportError, match=problem):
         load_export_dir(mine)
+
+
+def test_default_results_folder_is_never_written_through_a_planted_link(export, tmp_path):
+    from sqakd_edge.errors import ConfigError
+
+    mine = copy_export(export, tmp_path / "export")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "report.md").write_text("precious")
+    (mine / "bench").symlink_to(victim)
+    with pytest.raises(ConfigError, match="is a link"):
+        run_bench(mine, CONFIG, plot=False, show_progress=False)
+    assert sorted(p.name for p in victim.iterdir()) == ["report.md"] and (victim / "report.md").read_text() == "precious"
+
+
+def test_a_failed_bench_leaves_no_empty_results_folder(export, tmp_path):
+    class Failing:
+        name = "failing"
+
+        def run(self, job):
+            raise RuntimeError("device lost")
+
+    mine = copy_export(export, tmp_path / "export")
+    with pytest.raises(RuntimeError):
+        run_bench(mine, CONFIG, plot=False, show_progress=False, backend=Failing())
+    assert not (mine / "bench").exists()

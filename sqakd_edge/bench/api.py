@@ -8,6 +8,9 @@ atomically, so an interrupted bench leaves no half-written result.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,17 +105,22 @@ def run_bench(
         >>> run_bench("runs/demo/export", BenchConfig(batches=(1, 32), threads=2))  # doctest: +SKIP
     """
     job = prepare_job(export_dir, config, show_progress)
+    default = job.bundle.directory / "bench"
+    existed = (Path(out) if out is not None else default).exists()
+    out_dir = _results_dir(Path(out) if out is not None else None, default)
     runner = backend if backend is not None else LocalBackend()
-    outcome = runner.run(job)
+    try:
+        outcome = runner.run(job)
+    except BaseException:
+        if not existed:  # a failed run leaves no empty results folder behind
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
     document = build_results(job, outcome, device_name=runner.name,
                              environment=collect_environment(config.resolved_threads), command=command)
     problems = validate_results(document)
     assert not problems, problems  # internal invariant: build_results follows its own schema
 
-    out_dir = Path(out) if out is not None else job.bundle.directory / "bench"
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} is a file; give a folder for results.json, report.md and latency.png")
-    out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     if plot:
         from .plot import write_plot
@@ -122,3 +130,22 @@ def run_bench(
     # results.json last: its presence means the run finished and every other file is from the same run.
     files.append(atomic_write_json(out_dir / RESULTS_FILE, document))
     return BenchRun(document, out_dir, tuple(files))
+
+
+def _results_dir(given: Path | None, default: Path) -> Path:
+    """The results folder, checked before anything is timed: writable, and the default never a planted link."""
+    out_dir = given if given is not None else default
+    if given is None and out_dir.is_symlink():
+        raise ConfigError(f"{out_dir} is a link ({os.readlink(out_dir)}); results are not written through a link "
+                          "there: remove it or pass --out FOLDER")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; give a folder for results.json, report.md and latency.png")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the results to {out_dir} ({exc.strerror or exc}); pass --out in a writable "
+                          "folder") from None
+    return out_dir

@@ -19,11 +19,14 @@ ENV CUDA_HOME=/usr/local/cuda \
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3-pip python3-dev python3-numpy python3-setuptools \
-       build-essential \
+       python3-wheel build-essential \
     && rm -rf /var/lib/apt/lists/*
 
-# pycuda 2022.1 is the last release that supports Python 3.6; it compiles against /usr/local/cuda.
-RUN pip3 install --no-cache-dir pycuda==2022.1
+# pycuda 2022.1 is the last release that supports Python 3.6; it compiles against /usr/local/cuda. pip 21.3.1
+# is the last pip for Python 3.6; --no-build-isolation builds against the image's numpy (in isolation, pip >= 10
+# first compiles numpy 1.12 from source: tens of minutes on a Nano, and then a numpy the image does not run).
+RUN python3 -m pip install --no-cache-dir pip==21.3.1 \
+    && python3 -m pip install --no-cache-dir --no-build-isolation pycuda==2022.1
 
 COPY jetson/*.py /opt/sqakd-edge/
 WORKDIR /opt/sqakd-edge

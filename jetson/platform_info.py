@@ -82,6 +82,19 @@ def nvpmodel_mode(text=None):
     return {"name": name.group(1) if name else None, "id": int(ids[-1]) if ids else None}
 
 
+def nvpmodel_conf_modes(text=None):
+    """``[(id, name), ...]`` from /etc/nvpmodel.conf lines ``< POWER_MODEL ID=0 NAME=MAXN >``.
+
+    Mode ids are not stable across releases (JetPack 6.2 renumbers the Orin Nano's), names are: a mode is
+    looked up here by name before ``nvpmodel -m``.
+    """
+    text = _read("/etc/nvpmodel.conf") if text is None else text
+    modes = []
+    for match in re.finditer(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=([^\s>]+)", text or ""):
+        modes.append((int(match.group(1)), match.group(2)))
+    return modes
+
+
 def gpu_clocks():
     """GPU devfreq clocks (Hz) and whether they are pinned (what ``jetson_clocks`` does), else None."""
     for path in sorted(glob.glob("/sys/class/devfreq/*")):

@@ -13,8 +13,12 @@ import os
 import platform
 import sys
 
+JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
+
 # Report name -> importable module paths, tried in order (cuda-python moved its runtime module in 12.6).
-MODULES = (("numpy", ("numpy",)), ("tensorrt", ("tensorrt",)), ("pycuda", ("pycuda",)),
+# pycuda is probed at pycuda.driver: importing the package alone succeeds even when its compiled _driver
+# does not (built against another numpy, or no libcuda), which is the failure that matters.
+MODULES = (("numpy", ("numpy",)), ("tensorrt", ("tensorrt",)), ("pycuda", ("pycuda.driver",)),
            ("cuda-python", ("cuda.bindings.runtime", "cuda.cudart")), ("onnx", ("onnx",)),
            ("onnxruntime", ("onnxruntime",)))
 
@@ -36,6 +40,15 @@ def _module(paths):
     return {"ok": False, "error": error}
 
 
+def _trtexec():
+    """Where NVIDIA's trtexec is (every JetPack has it at JETPACK_TRTEXEC), else None."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = os.path.join(folder, "trtexec")
+        if folder and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return JETPACK_TRTEXEC if os.access(JETPACK_TRTEXEC, os.X_OK) else None
+
+
 def _sha256(path):
     digest = hashlib.sha256()
     try:
@@ -55,6 +68,8 @@ def main(argv):
         "machine": platform.machine(),
         "home": os.path.expanduser("~"),
         "uid": os.getuid() if hasattr(os, "getuid") else None,
+        "gid": os.getgid() if hasattr(os, "getgid") else None,
+        "trtexec": _trtexec(),
         "cache": cache,
         "modules": dict((name, _module(paths)) for name, paths in MODULES),
         "files": dict((rel, _sha256(os.path.join(cache, rel))) for rel in argv[1:]) if cache else {},

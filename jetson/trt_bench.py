@@ -31,16 +31,17 @@ import traceback
 import numpy as np
 
 if __package__:
-    from . import cuda_mem, platform_info, trt_engine
+    from . import cuda_mem, platform_info, trt_engine, trtexec_runner
 else:  # run as a script on the device: the sibling modules sit next to this file
     import cuda_mem
     import platform_info
     import trt_engine
+    import trtexec_runner
 
 SCHEMA = "sqakd-edge.device-results"
 SCHEMA_VERSION = 1
 PROGRAM_VERSION = "1"
-GRAPH_ROLES = ("fp32", "int8", "int8-stripped")
+GRAPH_ROLES = ("fp32", "int8", "int8-stripped", "fp16")
 DEFAULT_CACHE = os.path.join("~", ".cache", "sqakd-edge", "engines")
 
 NANO_NOTE = ("This device has no fast INT8 (TensorRT reports platform_has_fast_int8 = False, as on the Jetson "
@@ -69,6 +70,20 @@ def sha256_file(path):
 def one_line(exc):
     text = str(exc).strip().splitlines()
     return "%s: %s" % (type(exc).__name__, text[-1] if text else "")
+
+
+def where(exc):
+    """``file.py:LINE in function`` of the innermost frame of an exception."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "no traceback"
+    last = frames[-1]
+    return "%s:%d in %s" % (os.path.basename(last[0]), last[1], last[2])
+
+
+def first_line(exc):
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 # --- statistics -----------------------------------------------------------------------------------------
@@ -156,18 +171,34 @@ def prepare_graphs(graphs, work_dir, want_stripped):
     return prepared
 
 
-def plan_runs(roles, runtime, fast_int8):
-    """The (graph role, precision) pairs to run, and those reported as not run, with why."""
+def plan_runs(roles, runtime, fast_int8, strongly_typed=False):
+    """The (graph role, precision, why not run) triples, in the order they are timed.
+
+    ``strongly_typed`` (TensorRT 11): no builder precision flags, so FP16 comes only from the FP16 graph
+    (``fp16`` role, export's ``model.fp16.onnx``), never from the FP32 graph.
+    """
     runs = []
-    if runtime == "tensorrt":
+    if runtime in ("tensorrt", "trtexec"):
         if "fp32" in roles:
-            runs += [("fp32", "fp32", None), ("fp32", "fp16", None)]
-        if "int8" in roles:
-            if fast_int8:
-                runs.append(("int8", "int8", None))
+            runs.append(("fp32", "fp32", None))
+            if strongly_typed:
+                if "fp16" in roles:
+                    runs.append(("fp16", "fp16", None))
+                else:
+                    runs.append(("fp32", "fp16", "TensorRT 11 builds FP16 only from an FP16 graph (export writes "
+                                                 "model.fp16.onnx); none was given"))
             else:
+                runs.append(("fp32", "fp16", None))
+        if "int8" in roles:
+            if fast_int8 is False:
                 runs.append(("int8", "int8", "no-fast-int8"))
-                if "int8-stripped" in roles:
+                if "int8-stripped" in roles and not strongly_typed:
+                    runs += [("int8-stripped", "fp32", None), ("int8-stripped", "fp16", None)]
+            else:
+                runs.append(("int8", "int8", None))
+                if fast_int8 is None and "int8-stripped" in roles and not strongly_typed:
+                    # trtexec cannot ask the GPU; the workstation shipped the stripped student because the
+                    # profile has no INT8: time it too, the INT8 attempt gives TensorRT's own answer
                     runs += [("int8-stripped", "fp32", None), ("int8-stripped", "fp16", None)]
     else:
         if "fp32" in roles:
@@ -181,7 +212,34 @@ def plan_runs(roles, runtime, fast_int8):
 # --- the two runtimes -----------------------------------------------------------------------------------
 
 
-def time_onnxruntime(path, precision, batch, warmup, iters, seed):
+def outputs_on(infer, inputs, batch):
+    """The model's outputs on every row of ``inputs``, ``batch`` rows at a time (the last chunk zero-padded).
+
+    Returned as ``{"shape": [N, K], "values": [...]}`` (float32 values as JSON numbers): the workstation
+    compares them with ONNX Runtime and PyTorch on the same inputs (three-way parity).
+    """
+    rows = []
+    for start in range(0, len(inputs), batch):
+        chunk = inputs[start:start + batch]
+        padded = chunk if len(chunk) == batch else np.concatenate(
+            [chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+        rows.append(np.array(infer(padded), dtype=np.float32, copy=True).reshape(batch, -1)[:len(chunk)])
+    out = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+    return {"shape": list(out.shape), "values": [float(v) for v in out.reshape(-1)]}
+
+
+def load_inputs(path):
+    """The parity inputs the workstation sent: a float32 N x C x H x W ``.npy`` (never pickled objects)."""
+    if path is None:
+        return None
+    data = np.load(path, allow_pickle=False)
+    if data.dtype != np.float32 or data.ndim != 4:
+        raise SystemExit("error: --inputs must be a float32 N x C x H x W .npy, got %s %s" % (data.dtype,
+                                                                                            data.shape))
+    return data
+
+
+def time_onnxruntime(path, precision, batch, warmup, iters, seed, inputs=None):
     """Time one graph with ONNX Runtime on the CPU (the fallback when TensorRT is missing)."""
     import onnxruntime as ort
 
@@ -200,36 +258,77 @@ def time_onnxruntime(path, precision, batch, warmup, iters, seed):
         out = session.run(None, feed)
         samples.append((time.perf_counter() - start) * 1000.0)
     ran = "int8 (QDQ on ONNX Runtime CPU kernels)" if precision == "int8" else "fp32"
-    return {"runtime": "onnxruntime", "precision_ran": ran, "input_shape": list(shape),
-            "latency_ms": {"end_to_end": samples, "gpu_compute": None}, "output": out[0]}
+    result = {"runtime": "onnxruntime", "precision_ran": ran, "input_shape": list(shape),
+              "latency_ms": {"end_to_end": samples, "gpu_compute": None}, "output": out[0]}
+    if inputs is not None:
+        result["outputs"] = outputs_on(lambda x: session.run(None, {inp.name: x})[0], inputs, shape[0])
+    return result
 
 
-def build_or_load(trt, path, sha, precision, batch, workspace_mib, cache_dir, gpu, logger):
-    """An engine from the cache, or a fresh build written to it atomically."""
-    key = trt_engine.engine_cache_key(sha, trt, gpu.get("gpu_name"), gpu.get("compute_capability"), precision,
-                                      batch, workspace_mib)
+def cache_settings(trt, platform, precision, batch, workspace_mib):
+    """Everything besides the graph and TensorRT that a cached engine depends on (see engine_cache_key)."""
+    gpu, cuda = platform.get("gpu") or {}, platform.get("cuda") or {}
+    settings = {"program": PROGRAM_VERSION, "gpu_name": gpu.get("name"),
+                "compute_capability": gpu.get("compute_capability"), "cuda_runtime": cuda.get("runtime"),
+                "cuda_driver": cuda.get("driver"), "l4t": platform.get("l4t"), "jetpack": platform.get("jetpack"),
+                "precision": precision, "batch": batch, "workspace_mib": workspace_mib}
+    settings.update(trt_engine.builder_settings(trt, precision))
+    return settings
+
+
+def read_build_record(path):
+    """The build record stored beside a cached engine, or None when missing or not one of ours."""
+    try:
+        with open(path) as fh:
+            record = json.load(fh)
+    except (IOError, OSError, ValueError):
+        return None
+    shape = record.get("input", {}).get("shape") if isinstance(record, dict) else None
+    if not (isinstance(shape, list) and shape and all(isinstance(d, int) and d > 0 for d in shape)):
+        return None
+    return record
+
+
+def build_or_load(trt, path, sha, precision, batch, workspace_mib, cache_dir, platform, logger):
+    """An engine from the cache, or a fresh build written to it atomically, with its build record beside it.
+
+    The record (``KEY.json``, written after the engine) keeps the input shape and the builder's branches,
+    so a cached engine needs nothing but TensorRT; without it the shape is read from the engine itself.
+    """
+    key = trt_engine.engine_cache_key(sha, trt, cache_settings(trt, platform, precision, batch, workspace_mib))
     engine_path = os.path.join(cache_dir, key + ".engine")
+    record_path = os.path.join(cache_dir, key + ".json")
     info = {"file": engine_path, "cache_key": key}
     if os.path.exists(engine_path):
         with open(engine_path, "rb") as fh:
             data = fh.read()
+        record = read_build_record(record_path)
         info.update({"cache_hit": True, "build_s": 0.0, "bytes": len(data)})
+        if record is not None:
+            info["build"] = record
         return data, info
+    gpu = platform.get("gpu") or {}
     timing = os.path.join(cache_dir, "timing-%s-%s.cache" % (trt.__version__, gpu.get("compute_capability")))
     with open(path, "rb") as fh:
         onnx_bytes = fh.read()
     start = time.time()
     data, build_info = trt_engine.build_engine_bytes(trt, onnx_bytes, precision, batch, workspace_mib, timing, logger)
+    build_info["build_s"] = round(time.time() - start, 3)
     trt_engine.write_atomic(engine_path, data)
-    info.update({"cache_hit": False, "build_s": round(time.time() - start, 3), "bytes": len(data),
-                 "build": build_info})
+    trt_engine.write_atomic(record_path, json.dumps(build_info, sort_keys=True).encode("utf-8"))
+    info.update({"cache_hit": False, "build_s": build_info["build_s"], "bytes": len(data), "build": build_info})
     return data, info
 
 
-def time_tensorrt(trt, cuda, engine_bytes, input_shape, warmup, iters, seed, logger, requested, tegrastats):
-    """Time one engine with CUDA events; returns latencies, per-layer precision and optional power."""
-    data = np.random.RandomState(seed).standard_normal(input_shape).astype(np.float32)
-    with trt_engine.TrtRunner(trt, cuda, engine_bytes, input_shape, logger) as runner:
+def time_tensorrt(trt, cuda, engine_bytes, input_shape, warmup, iters, seed, logger, requested, tegrastats,
+                  batch=1, inputs=None):
+    """Time one engine with CUDA events; returns latencies, per-layer precision and optional power.
+
+    ``input_shape`` None: the engine's own input shape (its dynamic batch set to ``batch``).
+    """
+    with trt_engine.TrtRunner(trt, cuda, engine_bytes, input_shape, logger, batch=batch) as runner:
+        input_shape = runner.input_shape
+        data = np.random.RandomState(seed).standard_normal(input_shape).astype(np.float32)
         runner.set_input(data)
         events = [cuda.event() for _ in range(4)]
         for _ in range(warmup):
@@ -253,9 +352,73 @@ def time_tensorrt(trt, cuda, engine_bytes, input_shape, warmup, iters, seed, log
         result = {"runtime": "tensorrt", "input_shape": list(input_shape), "io_api": runner.io_api,
                   "latency_ms": {"end_to_end": e2e, "gpu_compute": gpu}, "layers": layers,
                   "output": np.array(runner.output(), copy=True)}
+        if inputs is not None:
+            def infer(x):
+                runner.set_input(x)
+                runner.infer_timed(events)
+                return runner.output()
+
+            result["outputs"] = outputs_on(infer, inputs, input_shape[0])
         if sampler:
             result["power"] = sampler.summary()
         return result
+
+
+def time_trtexec(trtexec, version, path, sha, precision, batch, args, platform, requested):
+    """Build (or load the cached engine) and time one graph with NVIDIA's trtexec (no CUDA binding needed).
+
+    The facts come from trtexec's own JSON exports (per-inference times, per-layer information); the
+    precision counts as verified only when trtexec could export the layer information.
+    """
+    name, chw = parse_input_spec(args.input)
+    settings = {"runner": "trtexec", "program": PROGRAM_VERSION, "precision": precision, "batch": batch,
+                "workspace_mib": args.workspace_mib, "l4t": platform.get("l4t"), "jetpack": platform.get("jetpack"),
+                "strongly_typed": tuple(version[:2]) >= (11, 0)}
+    key = trt_engine.engine_cache_key(sha, _TrtexecVersion(version), settings)
+    engine_path = os.path.join(args.cache_dir, key + ".engine")
+    facts = trtexec_runner.bench_with_trtexec(
+        trtexec, path, precision, args.cache_dir, engine_path, version, batch=batch, input_name=name,
+        input_shape=[batch] + chw if chw else None, warmup=args.warmup, iterations=args.iters,
+        workspace_mib=args.workspace_mib,
+        timing_cache=os.path.join(args.cache_dir, "timing-trtexec-%d.%d.%d.cache" % tuple(version[:3])))
+    layer_info = facts.get("layer_info")
+    if layer_info:
+        layers = trt_engine.summarize_layers(json.dumps(layer_info), requested)
+    else:
+        layers = {"error": facts.get("layer_info_unavailable") or "trtexec exported no layer information"}
+    latency = facts.get("latency_ms") or {}
+    if not latency.get("end_to_end"):
+        raise trtexec_runner.TrtexecError("trtexec reported no timings for %s" % os.path.basename(path))
+    result = {"runtime": "trtexec", "input_shape": [batch] + chw if chw else None, "layers": layers,
+              "trtexec": dict((k, facts.get(k)) for k in ("trtexec", "tensorrt_version", "argv", "log_tail")),
+              "engine": {"file": engine_path, "cache_key": key, "cache_hit": facts.get("cache_hit"),
+                         "build_s": facts.get("build_s"), "bytes": os.path.getsize(engine_path)},
+              "latency_ms": {"end_to_end": list(latency["end_to_end"]),
+                             "gpu_compute": list(latency.get("gpu_compute") or []) or None}}
+    result["precision_ran"] = (precision_ran_from_layers(requested, layers) if layer_info else
+                               "unverified (no per-layer report from trtexec)")
+    return result
+
+
+class _TrtexecVersion(object):
+    """What ``engine_cache_key`` reads of a TensorRT module (its version), for trtexec's TensorRT."""
+
+    def __init__(self, version):
+        self.__version__ = "%d.%d.%d" % tuple(version[:3])
+
+
+def parse_input_spec(text):
+    """``"input:1x28x28"`` -> ``("input", [1, 28, 28])`` (the per-image shape); None -> ``(None, None)``."""
+    if not text:
+        return None, None
+    name, sep, dims = text.rpartition(":")
+    try:
+        chw = [int(d) for d in dims.split("x")]
+    except ValueError:
+        chw = []
+    if not sep or not name or not chw or any(d < 1 for d in chw):
+        raise SystemExit("error: --input takes NAME:CxHxW (e.g. input:3x224x224), got %r" % text)
+    return name, chw
 
 
 def precision_ran_from_layers(requested, layers):
@@ -285,18 +448,36 @@ def int8_not_buildable_reason(trt, path, batch, workspace_mib, logger):
 # --- bench ----------------------------------------------------------------------------------------------
 
 
-def choose_runtime(requested):
-    """(runtime, trt module or None, why the fallback)."""
+def choose_runtime(requested, cuda_choice="auto"):
+    """``(runtime, trt module or None, cuda backend or None, why)``: the first runtime that works here.
+
+    Python TensorRT with a CUDA binding, else NVIDIA's ``trtexec`` (needs neither pycuda nor cuda-python),
+    else ONNX Runtime on the CPU. ``why`` says why the earlier choices were passed over (None: the first).
+    """
     if requested == "onnxruntime":
-        return "onnxruntime-fallback", None, "ONNX Runtime was asked for (--runtime onnxruntime)"
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
+        return "onnxruntime-fallback", None, None, "ONNX Runtime was asked for (--runtime onnxruntime)"
+    reasons = []
+    if requested in ("auto", "tensorrt"):
+        try:
+            import tensorrt as trt
+            trt_engine.check_supported(trt)
+            cuda = cuda_mem.load_backend(cuda_choice)
+            return "tensorrt", trt, cuda, None
+        except ImportError as exc:
+            reasons.append("tensorrt is not importable (%s); on a Jetson it comes with JetPack "
+                           "(python3-libnvinfer)" % one_line(exc))
+        except (trt_engine.UnsupportedTensorRT, cuda_mem.CudaUnavailable) as exc:
+            reasons.append(one_line(exc))
         if requested == "tensorrt":
-            raise SystemExit("error: tensorrt is not importable here (%s); on a Jetson it comes with JetPack "
-                             "(python3-libnvinfer)" % one_line(exc)) from exc
-        return "onnxruntime-fallback", None, "tensorrt is not importable (%s)" % one_line(exc)
-    return "tensorrt", trt, None
+            raise SystemExit("error: " + reasons[-1])
+    if requested in ("auto", "trtexec"):
+        found = trtexec_runner.find_trtexec()
+        if found:
+            return "trtexec", None, None, "; ".join(reasons) or None
+        reasons.append("no trtexec binary (looked on PATH and at %s)" % trtexec_runner.JETPACK_TRTEXEC)
+        if requested == "trtexec":
+            raise SystemExit("error: " + reasons[-1])
+    return "onnxruntime-fallback", None, None, "; ".join(reasons)
 
 
 def bench(args):
@@ -316,7 +497,8 @@ def bench(args):
     if not os.path.isdir(cache_dir):
         os.makedirs(cache_dir)
 
-    runtime, trt, fallback_reason = choose_runtime(args.runtime)
+    inputs = load_inputs(args.inputs)
+    runtime, trt, cuda, fallback_reason = choose_runtime(args.runtime, args.cuda)
     platform = platform_info.base_report()
     platform.update({"tensorrt": None, "fast_int8": None, "fast_fp16": None, "gpu": None, "cuda": None})
     doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "program": {"name": "trt_bench.py",
@@ -324,33 +506,46 @@ def bench(args):
            "fallback_reason": fallback_reason, "platform": platform,
            "settings": {"batches": args.batch, "warmup": args.warmup, "iters": args.iters,
                         "workspace_mib": args.workspace_mib, "tegrastats": bool(args.tegrastats),
-                        "seed": args.seed, "cache_dir": cache_dir},
+                        "seed": args.seed, "cache_dir": cache_dir,
+                        "parity_inputs": 0 if inputs is None else int(len(inputs))},
            "graphs": {}, "runs": [], "comparisons": [], "notes": []}
 
-    cuda = logger = None
+    logger = None
     fast_int8 = None
+    trtexec = trtexec_version = None
     if trt is not None:
         logger = trt_engine.make_logger(trt)
         platform["tensorrt"] = str(trt.__version__)
-        platform.update(trt_engine.platform_flags(trt, logger))
-        fast_int8 = platform["fast_int8"]
-        cuda = cuda_mem.load_backend(args.cuda)
         described = cuda.describe()
         platform["gpu"] = {"name": described["gpu_name"], "compute_capability": described["compute_capability"]}
         platform["cuda"] = {"runtime": described["cuda_runtime"], "driver": described["cuda_driver"],
                             "binding": described["backend"]}
+        flags = trt_engine.platform_flags(trt, logger, described["compute_capability"])
+        platform.update({"fast_int8": flags["fast_int8"], "fast_fp16": flags["fast_fp16"],
+                         "fast_precisions_source": flags["source"]})
+        fast_int8 = platform["fast_int8"]
         log("TensorRT %s on %s (sm %s), fast INT8: %s, fast FP16: %s" % (
             trt.__version__, described["gpu_name"], described["compute_capability"], fast_int8,
             platform["fast_fp16"]))
+    elif runtime == "trtexec":
+        trtexec = trtexec_runner.find_trtexec()
+        trtexec_version = trtexec_runner.trtexec_version(trtexec)
+        platform["tensorrt"] = "%d.%d.%d" % tuple(trtexec_version[:3])
+        platform["trtexec"] = trtexec
+        # trtexec cannot say whether the GPU has fast INT8: the INT8 build is tried, and TensorRT's refusal
+        # (the Nano's "require hardware with Int8 support") is reported as not buildable
+        log("runtime: %s (TensorRT %s): %s" % (trtexec, platform["tensorrt"], fallback_reason))
     else:
         log("runtime: ONNX Runtime on the CPU (%s)" % fallback_reason)
         doc["notes"].append(FALLBACK_NOTE)
+    on_gpu = runtime in ("tensorrt", "trtexec")
+    strongly_typed = (trt is not None and trt_engine.is_strongly_typed(trt)) or (
+        runtime == "trtexec" and tuple(trtexec_version[:2]) >= (11, 0))
 
-    prepared = prepare_graphs(graphs, cache_dir, want_stripped=(trt is not None and not fast_int8))
+    prepared = prepare_graphs(graphs, cache_dir, want_stripped=(on_gpu and fast_int8 is False))
     doc["graphs"] = dict((role, dict((k, v) for k, v in entry.items() if k != "path"))
                          for role, entry in prepared.items())
-    plan = plan_runs(prepared, "tensorrt" if trt is not None else "onnxruntime", fast_int8)
-    gpu = platform["gpu"] or {}
+    plan = plan_runs(prepared, runtime if on_gpu else "onnxruntime", fast_int8, strongly_typed)
     int8_reason = None
     try:
         for batch in args.batch:
@@ -369,29 +564,36 @@ def bench(args):
                     run.update({"status": "skipped", "reason": skip, "precision_ran": None})
                     continue
                 log("batch %d, %s graph, %s: %s" % (batch, role, precision.upper(),
-                                                     "building/loading engine" if trt else "timing"))
+                                                     "building/loading engine" if on_gpu else "timing"))
                 try:
-                    if trt is None:
-                        result = time_onnxruntime(path, precision, batch, args.warmup, args.iters, args.seed)
+                    parity_inputs = inputs if batch == args.batch[0] else None  # outputs once per graph
+                    if runtime == "trtexec":
+                        result = time_trtexec(trtexec, trtexec_version, path, prepared[role]["sha256"], precision,
+                                              batch, args, platform, precision)
+                        run["engine"] = result.pop("engine")
+                    elif trt is None:
+                        result = time_onnxruntime(path, precision, batch, args.warmup, args.iters, args.seed,
+                                                  parity_inputs)
                     else:
                         engine_bytes, engine_info = build_or_load(
                             trt, path, prepared[role]["sha256"], precision, batch, args.workspace_mib, cache_dir,
-                            {"gpu_name": gpu.get("name"), "compute_capability": gpu.get("compute_capability")}, logger)
+                            platform, logger)
                         run["engine"] = engine_info
                         shape = engine_info.get("build", {}).get("input", {}).get("shape")
-                        if shape is None:
-                            shape = input_shape_for(path, batch)
                         result = time_tensorrt(trt, cuda, engine_bytes, shape, args.warmup, args.iters, args.seed,
-                                               logger, precision, args.tegrastats)
+                                               logger, precision, args.tegrastats, batch, parity_inputs)
                         result["precision_ran"] = precision_ran_from_layers(precision, result["layers"])
                 except Exception as exc:  # one failed run must not lose the others
-                    run.update({"status": "failed", "reason": one_line(exc), "precision_ran": None})
+                    status = "failed"
+                    if runtime == "trtexec" and precision == "int8" and "Int8 support" in str(exc):
+                        status = "not-buildable"  # TensorRT's own words: the GPU has no INT8 (the Nano)
+                    run.update({"status": status, "reason": one_line(exc), "precision_ran": None})
                     log("%s graph, %s failed: %s" % (role, precision.upper(), run["reason"]))
                     continue
-                output = result.pop("output")
+                output = result.pop("output", None)  # trtexec returns no outputs
                 if reference is None and role == "fp32" and precision == "fp32":
                     reference = output
-                if reference is not None and output.shape == reference.shape:
+                if reference is not None and output is not None and output.shape == reference.shape:
                     diff = np.abs(output.astype(np.float64) - reference)
                     run["max_abs_diff_vs_fp32"] = float(np.max(diff))
                     run["top1_agreement_vs_fp32"] = float(np.mean(np.argmax(output, -1) == np.argmax(reference, -1)))
@@ -403,25 +605,16 @@ def bench(args):
     finally:
         if cuda is not None:
             cuda.close()
-    doc["comparisons"] = [compare([r for r in doc["runs"] if r["batch"] == b], trt is not None, fast_int8, b)
+    if runtime == "trtexec" and any(r["graph"] == "int8" for r in doc["runs"]):
+        fast_int8 = not any(r["graph"] == "int8" and r["status"] == "not-buildable" for r in doc["runs"])
+        platform["fast_int8"] = fast_int8
+        platform["fast_precisions_source"] = "whether trtexec could build the QDQ graph in INT8"
+    doc["comparisons"] = [compare([r for r in doc["runs"] if r["batch"] == b], on_gpu, fast_int8, b)
                           for b in args.batch]
     note = doc["comparisons"][0].get("note")
     if note and note not in doc["notes"]:
         doc["notes"].append(note)
     return doc
-
-
-def input_shape_for(path, batch):
-    """The input shape of a graph for ``batch`` (engine from cache: read the ONNX input dims)."""
-    try:
-        import onnx
-
-        dims = [d.dim_value if d.HasField("dim_value") else None
-                for d in onnx.load(path).graph.input[0].type.tensor_type.shape.dim]
-    except ImportError as exc:
-        raise RuntimeError("a cached engine needs its input shape; install onnx on the device or clear the "
-                           "cache") from exc
-    return input_shape_from_onnx_dims(dims, batch)
 
 
 def _find(runs, graph, precision):
@@ -505,10 +698,14 @@ def parse_args(argv):
     b.add_argument("--iters", type=int, default=200)
     b.add_argument("--workspace-mib", type=int, default=trt_engine.DEFAULT_WORKSPACE_MIB)
     b.add_argument("--cache-dir", default=DEFAULT_CACHE, help="engine and timing cache folder")
-    b.add_argument("--runtime", choices=("auto", "tensorrt", "onnxruntime"), default="auto")
+    b.add_argument("--runtime", choices=("auto", "tensorrt", "trtexec", "onnxruntime"), default="auto")
     b.add_argument("--cuda", choices=("auto", "pycuda", "cuda-python"), default="auto")
     b.add_argument("--tegrastats", action="store_true", help="sample board power with tegrastats while timing")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--input", default=None, metavar="NAME:CxHxW",
+                   help="the graphs' input name and per-image shape (trtexec needs them for a dynamic batch)")
+    b.add_argument("--inputs", default=None, metavar="NPY",
+                   help="float32 N x C x H x W inputs: each graph's outputs on them are returned (parity)")
     c = sub.add_parser("build", help="build one engine file")
     c.add_argument("model")
     c.add_argument("--precision", choices=trt_engine.PRECISIONS, default="fp16")
@@ -530,14 +727,17 @@ def main(argv=None):
     commands = {"bench": bench, "build": build_command, "platform": platform_command}
     try:
         doc = commands[args.command](args)
-    except trt_engine.EngineBuildError as exc:
-        sys.stderr.write("error: %s\n" % exc)
+    except (trt_engine.EngineBuildError, trt_engine.UnsupportedTensorRT, cuda_mem.CudaUnavailable,
+            trtexec_runner.TrtexecError) as exc:
+        sys.stderr.write("error: %s\n" % first_line(exc))
         return 2
     except SystemExit:
         raise
-    except Exception:
-        traceback.print_exc()
-        sys.stderr.write("error: the device program failed unexpectedly (traceback above)\n")
+    except Exception as exc:  # one line with where it happened; the traceback only when asked for
+        if os.environ.get("SQAKD_EDGE_DEBUG"):
+            traceback.print_exc()
+        sys.stderr.write("error: the device program failed: %s (%s); rerun with SQAKD_EDGE_DEBUG=1 for the "
+                         "traceback\n" % (one_line(exc), where(exc)))
         return 1
     sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
     sys.stdout.flush()

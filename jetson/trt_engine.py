@@ -3,17 +3,21 @@
 The TensorRT module is passed in (``trt``) rather than imported here, so the same code runs against the
 real library on a device and against the recorded per-version stand-ins of the contract tests.
 
-Where the API differs between versions (documented in NVIDIA's Python API references and the 8.x -> 10.x
-migration guide), the branch is chosen from ``trt.__version__``:
+Where the API differs between versions (checked against NVIDIA/TensorRT ``python/src`` at each release and
+the names table ``tests/data/tensorrt_api_names.json``, built from those sources and the bindings wheels),
+the branch is chosen from ``trt.__version__``:
 
 ====================================  ==========================  ===================================
 what                                  older                       newer
 ====================================  ==========================  ===================================
+engine inspector, DETAILED profile    absent in 8.0: refused      ``create_engine_inspector`` (8.2+)
 workspace limit                       ``max_workspace_size``      ``set_memory_pool_limit`` (>= 8.4)
-network flags                         EXPLICIT_BATCH (8.x)        0 (10.x: always explicit batch)
+network flags                         EXPLICIT_BATCH (8.x)        0 (10.x); STRONGLY_TYPED (11.x)
+precision                             BuilderFlag FP16/INT8       11.x: none (the graph's types decide)
+fast INT8/FP16 query                  ``platform_has_fast_*``     11.x: from the compute capability
 engine I/O and launch                 binding indices +           tensor names + ``set_tensor_address``
                                       ``execute_async_v2``        + ``execute_async_v3`` (>= 8.5)
-inspector's context attribute         ``context``                 ``execution_context`` (10.x)
+inspector's context attribute         ``execution_context`` (8.2.1 on; ``context`` never existed)
 ====================================  ==========================  ===================================
 
 ``build_serialized_network`` (8.0+) is used everywhere: ``build_engine`` is gone in 10.x.
@@ -27,16 +31,54 @@ import sys
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_WORKSPACE_MIB = 256
+MIN_VERSION = (8, 2)  # the engine inspector (the precision each layer ran in) and DETAILED profiling
+
+# TensorRT logs these after the real cause of a failed build; they never say why (8.3, 8.5, 10.x logs).
+GENERIC_ERRORS = re.compile(r"Assertion engine\b|Engine could not be created|Error Code 2: Internal Error \(Assertion"
+                            r"|Network validation failed|Builder failed while|engine != nullptr|buildSerializedNetwork",
+                            re.IGNORECASE)
 
 
 class EngineBuildError(Exception):
     """TensorRT could not parse or build the network; the message is TensorRT's own reason."""
 
 
+class UnsupportedTensorRT(Exception):
+    """This TensorRT cannot do what the device program needs (one line, with the fix)."""
+
+
 def trt_version(trt):
     """``(major, minor)`` of a TensorRT module, from ``trt.__version__`` (e.g. "8.2.1.8")."""
     parts = re.findall(r"\d+", str(trt.__version__))
     return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+
+
+def check_supported(trt):
+    """Refuse TensorRT older than 8.2 in one line: 8.0.1 (JetPack 4.6.0) has no engine inspector."""
+    if trt_version(trt) < MIN_VERSION:
+        raise UnsupportedTensorRT(
+            "TensorRT %s has no engine inspector (ProfilingVerbosity.DETAILED and create_engine_inspector came in "
+            "8.2), so the precision each layer ran in cannot be read; JetPack 4.6.0 ships 8.0.1: upgrade to "
+            "JetPack 4.6.1 or later (TensorRT 8.2.1), or bench with --runtime trtexec" % trt.__version__)
+
+
+def is_strongly_typed(trt):
+    """TensorRT 11 builds only strongly typed networks: the graph's types (and its Q/DQ) fix each precision."""
+    return trt_version(trt) >= (11, 0)
+
+
+def fast_precisions_from_compute_capability(compute_capability):
+    """``{"fast_int8", "fast_fp16"}`` for a GPU (used where ``platform_has_fast_*`` is gone: TensorRT 11).
+
+    INT8 kernels need sm_61 or sm_70+ (dp4a / tensor cores); sm_53 (Nano) and sm_62 (TX2) have none.
+    Fast FP16: sm_53, sm_60, sm_62 and sm_70+ (sm_61 GeForce parts run FP16 at 1/64 rate).
+    """
+    try:
+        major, minor = (int(p) for p in str(compute_capability).split(".")[:2])
+    except ValueError:
+        return {"fast_int8": None, "fast_fp16": None}
+    cc = (major, minor)
+    return {"fast_int8": cc == (6, 1) or cc >= (7, 0), "fast_fp16": cc in ((5, 3), (6, 0), (6, 2)) or cc >= (7, 0)}
 
 
 def uses_tensor_api(trt):
@@ -58,11 +100,26 @@ def sha256_bytes(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def engine_cache_key(onnx_sha256, trt, gpu_name, compute_capability, precision, batch, workspace_mib):
-    """The engine cache key: an engine is valid only for the same graph, TensorRT, GPU and settings."""
-    text = "|".join(str(v) for v in (onnx_sha256, trt.__version__, gpu_name, compute_capability, precision,
-                                     batch, workspace_mib))
+def engine_cache_key(onnx_sha256, trt, settings):
+    """The engine cache key: an engine is valid only for the same graph, TensorRT, device and settings.
+
+    ``settings`` holds everything else the engine depends on: GPU name and compute capability, CUDA and
+    JetPack/L4T versions, the device program's version, precision, batch, workspace and the builder's
+    network flags (strongly typed or not). It is hashed as sorted JSON.
+    """
+    text = json.dumps({"onnx": onnx_sha256, "tensorrt": str(trt.__version__), "settings": settings},
+                      sort_keys=True, default=str)
     return sha256_bytes(text.encode("utf-8"))[:32]
+
+
+def builder_settings(trt, precision):
+    """What the builder is told besides the graph (part of the cache key and the build record)."""
+    strongly_typed = is_strongly_typed(trt)
+    flags = []
+    if not strongly_typed:
+        flags = {"fp32": [], "fp16": ["FP16"], "int8": ["FP16", "INT8"]}[precision]
+    return {"strongly_typed": strongly_typed, "builder_flags": flags,
+            "explicit_batch_flag": needs_explicit_batch_flag(trt)}
 
 
 def write_atomic(path, data):
@@ -85,6 +142,10 @@ def make_logger(trt, echo=None):
             trt.ILogger.__init__(self)
             self.errors = []
 
+        def reset(self):
+            """Forget earlier errors: each build reports its own reason."""
+            self.errors = []
+
         def log(self, severity, msg):
             name = str(getattr(severity, "name", severity)).upper()
             if "ERROR" in name:
@@ -96,9 +157,16 @@ def make_logger(trt, echo=None):
     return CapturingLogger()
 
 
+def first_specific_error(errors):
+    """The first error that says why; TensorRT's generic follow-ups only if nothing else was logged."""
+    for line in errors:
+        if not GENERIC_ERRORS.search(line):
+            return line
+    return errors[0] if errors else "no reason was logged"
+
+
 def _fail(logger, what):
-    reason = logger.errors[-1] if logger.errors else "no reason was logged"
-    raise EngineBuildError("%s: %s" % (what, reason))
+    raise EngineBuildError("%s: %s" % (what, first_specific_error(logger.errors)))
 
 
 def build_engine_bytes(trt, onnx_bytes, precision, batch=1, workspace_mib=DEFAULT_WORKSPACE_MIB,
@@ -109,7 +177,9 @@ def build_engine_bytes(trt, onnx_bytes, precision, batch=1, workspace_mib=DEFAUL
         trt: the ``tensorrt`` module.
         onnx_bytes: the ONNX model.
         precision: ``fp32``, ``fp16`` or ``int8``. ``int8`` is for QDQ graphs (explicit quantization): it
-            sets INT8 plus FP16, so layers left unquantized don't fall back to FP32; no calibrator.
+            sets INT8 plus FP16, so layers left unquantized don't fall back to FP32; no calibrator. On
+            TensorRT 11 (strongly typed) no flag is set: ``int8`` is the QDQ graph as typed, ``fp16`` needs
+            an FP16 ONNX (``model.fp16.onnx`` from export) and a float32 graph runs in FP32.
         batch: the batch size the engine is optimised for (a dynamic batch dimension gets the profile
             min 1, opt = max = batch).
         workspace_mib: the builder's workspace memory-pool limit.
@@ -124,12 +194,19 @@ def build_engine_bytes(trt, onnx_bytes, precision, batch=1, workspace_mib=DEFAUL
     """
     if precision not in PRECISIONS:
         raise ValueError("precision must be one of %s, got %r" % (", ".join(PRECISIONS), precision))
+    check_supported(trt)
     logger = logger or make_logger(trt)
+    logger.reset()
+    settings = builder_settings(trt, precision)
     info = {"tensorrt": str(trt.__version__), "precision": precision, "workspace_mib": workspace_mib}
+    info.update(settings)
     builder = trt.Builder(logger)
-    if needs_explicit_batch_flag(trt):
+    if settings["explicit_batch_flag"]:
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
         info["network_flags"] = "EXPLICIT_BATCH"
+    elif settings["strongly_typed"]:
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        info["network_flags"] = "STRONGLY_TYPED"
     else:
         flags = 0
         info["network_flags"] = "none (explicit batch is the default)"
@@ -147,10 +224,8 @@ def build_engine_bytes(trt, onnx_bytes, precision, batch=1, workspace_mib=DEFAUL
     else:
         config.max_workspace_size = workspace
         info["workspace_api"] = "max_workspace_size"
-    if precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
+    for flag in settings["builder_flags"]:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
 
     net_input = network.get_input(0)
@@ -186,10 +261,20 @@ def build_engine_bytes(trt, onnx_bytes, precision, batch=1, workspace_mib=DEFAUL
     return bytes(memoryview(serialized)), info
 
 
-def platform_flags(trt, logger=None):
-    """``{"fast_int8": bool, "fast_fp16": bool}`` from the builder (False for INT8 on the Jetson Nano)."""
+def platform_flags(trt, logger=None, compute_capability=None):
+    """``{"fast_int8", "fast_fp16", "source"}``: the builder's answer (False for INT8 on the Jetson Nano).
+
+    TensorRT 11 removed ``platform_has_fast_int8/fp16``: there the answer comes from the GPU's compute
+    capability (:func:`fast_precisions_from_compute_capability`), and ``source`` says so.
+    """
     builder = trt.Builder(logger or make_logger(trt))
-    return {"fast_int8": bool(builder.platform_has_fast_int8), "fast_fp16": bool(builder.platform_has_fast_fp16)}
+    if hasattr(builder, "platform_has_fast_int8"):
+        return {"fast_int8": bool(builder.platform_has_fast_int8), "fast_fp16": bool(builder.platform_has_fast_fp16),
+                "source": "Builder.platform_has_fast_int8/fp16"}
+    flags = fast_precisions_from_compute_capability(compute_capability)
+    flags["source"] = "compute capability %s (TensorRT %s has no platform_has_fast_*)" % (
+        compute_capability, trt.__version__)
+    return flags
 
 
 # --- per-layer precision from the engine inspector ------------------------------------------------------
@@ -251,21 +336,38 @@ def summarize_layers(inspector_json, requested):
 # --- running an engine ----------------------------------------------------------------------------------
 
 
+def engine_input_shape(trt, engine, batch):
+    """The input shape of a deserialized engine, its dynamic batch dimension set to ``batch``."""
+    if uses_tensor_api(trt):
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        dims = [int(d) for d in engine.get_tensor_shape(inputs[0])]
+    else:
+        index = [i for i in range(engine.num_bindings) if engine.binding_is_input(i)][0]
+        dims = [int(d) for d in engine.get_binding_shape(index)]
+    if any(d < 0 for d in dims[1:]):
+        raise EngineBuildError("the engine's input has dynamic dimensions other than the batch: %s" % dims)
+    return tuple([batch if dims[0] < 0 else dims[0]] + dims[1:])
+
+
 class TrtRunner(object):
     """An engine ready to run on a CUDA stream: ``infer_timed()`` returns (gpu_ms, end_to_end_ms).
 
     Use as a context manager; buffers are freed on exit.
     """
 
-    def __init__(self, trt, cuda, engine_bytes, input_shape, logger=None):
+    def __init__(self, trt, cuda, engine_bytes, input_shape=None, logger=None, batch=1):
         self.trt = trt
         self.cuda = cuda
         self.logger = logger or make_logger(trt)
+        self.logger.reset()
         self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(engine_bytes)
         if self.engine is None:
             _fail(self.logger, "TensorRT could not deserialize the engine")
         self.context = self.engine.create_execution_context()
+        if input_shape is None:  # a cached engine without its build record: the engine knows its input
+            input_shape = engine_input_shape(trt, self.engine, batch)
         self.input_shape = tuple(int(d) for d in input_shape)
         self.inputs, self.outputs = [], []  # (name, host array, device ptr)
         self.io_api = ("tensor names + execute_async_v3" if uses_tensor_api(trt)
@@ -348,11 +450,8 @@ class TrtRunner(object):
     def layer_info_json(self):
         """The engine inspector's JSON for this engine (with the context, so dynamic shapes are concrete)."""
         inspector = self.engine.create_engine_inspector()
-        # The attribute is "context" in the 8.x Python API and "execution_context" in 10.x.
-        if hasattr(inspector, "execution_context"):
-            inspector.execution_context = self.context
-        else:
-            inspector.context = self.context
+        # "execution_context" from 8.2.1 on (python/src/infer/pyCore.cpp); there is no "context" attribute.
+        inspector.execution_context = self.context
         return inspector.get_engine_information(self.trt.LayerInformationFormat.JSON)
 
     def close(self):

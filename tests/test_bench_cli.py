@@ -176,7 +176,7 @@ def test_fp32_graph_as_int8_is_labelled_by_what_ran(export, tmp_path):
 
 
 def test_remote_device_without_remote_module_or_host_on_local(export):
-    if (REPO / "sqakd_edge" / "bench" / "remote.py").exists():
+    if (REPO / "sqakd_edge" / "bench" / "remote" / "__init__.py").exists():
         pytest.skip("the device path is present; its own tests cover --device")
     assert_one_line_error(bench(export, "--device", "jetson-nano", *FAST), "remote benchmarking is not part")
     assert_one_line_error(bench(export, "--host", "me@nano", *FAST), "--host and --setup are for a remote")

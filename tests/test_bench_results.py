@@ -212,7 +212,8 @@ def test_default_results_folder_is_never_written_through_a_planted_link(export, 
     (mine / "bench").symlink_to(victim)
     with pytest.raises(ConfigError, match="is a link"):
         run_bench(mine, CONFIG, plot=False, show_progress=False)
-    assert sorted(p.name for p in victim.iterdir()) == ["report.md"] and (victim / "report.md").read_text() == "precious"
+    assert sorted(p.name for p in victim.iterdir()) == ["report.md"]
+    assert (victim / "report.md").read_text() == "precious"
 
 
 def test_a_failed_bench_leaves_no_empty_results_folder(export, tmp_path):

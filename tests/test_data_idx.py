@@ -107,3 +107,22 @@ def test_label_out_of_range(tmp_path):
     (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.full(20, 12, np.uint8))))
     with pytest.raises(DataError, match="label 12"):
         open_dataset(f"fashion-mnist:{tmp_path}")
+
+
+def test_a_gzip_bomb_is_not_decompressed_past_what_its_header_declares(tmp_path):
+    import gzip
+    import struct
+
+    from sqakd_edge.data.fashion_mnist import read_idx
+    from sqakd_edge.errors import DataError
+
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb") as fh:  # declares 4 billion images of 28x28
+        fh.write(bytes([0, 0, 8, 3]) + struct.pack(">3I", 4_000_000_000, 28, 28) + b"\0" * (1 << 20))
+    with pytest.raises(DataError, match="declares .* data bytes, more than"):
+        read_idx(bomb)
+    longer = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(longer, "wb") as fh:  # 10 labels declared, a megabyte more behind them
+        fh.write(bytes([0, 0, 8, 1]) + struct.pack(">I", 10) + b"\1" * (1 << 20))
+    with pytest.raises(DataError, match="holds 11 data bytes but its header"):
+        read_idx(longer)

@@ -120,3 +120,12 @@ def test_an_installed_wheel_finds_profiles_inventory_and_device_program(tmp_path
     assert lines[2] == "sqakd_edge._device.trt_engine"  # the packaged copy, not a source checkout
     assert lines[3] == "True"
     assert lines[4] == "['nano-lab', 'orin-desk', 'xavier-bench']"
+
+
+def test_every_profile_names_its_bench_power_mode_and_its_cuda_binding_setup():
+    for name in devices.list_profiles():
+        profile = devices.load_profile(name)
+        assert profile.bench_power_mode_name  # what --setup looks up by name in /etc/nvpmodel.conf
+        assert profile.cuda_binding_setup and all(isinstance(c, str) for c in profile.cuda_binding_setup)
+    assert devices.load_profile("jetson-nano").max_onnx_opset == 13
+    assert devices.load_profile("jetson-orin-nano").bench_power_mode_name == "15W"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -154,7 +155,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     script = str(JETSON / "trt_bench.py")
     proc = subprocess.run([sys.executable, script, "bench", "--graph", "fp8=x.onnx"], capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
-        "error: --graph takes ROLE=PATH with ROLE one of fp32, int8, int8-stripped, got 'fp8=x.onnx'"]
+        "error: --graph takes ROLE=PATH with ROLE one of fp32, int8, int8-stripped, fp16, got 'fp8=x.onnx'"]
     proc = subprocess.run([sys.executable, script, "bench", "--graph", f"fp32={tmp_path}/missing.onnx"],
                           capture_output=True, text=True)
     assert proc.stderr.strip() == f"error: graph file {tmp_path}/missing.onnx does not exist"
@@ -198,3 +199,26 @@ def test_tegrastats_sampler_reports_a_missing_tool_instead_of_failing():
     with platform_info.TegrastatsSampler(command="/nonexistent/tegrastats") as sampler:
         pass
     assert "tegrastats not available" in sampler.summary()["error"]
+
+
+def test_power_modes_are_read_by_name_from_nvpmodel_conf():
+    # /etc/nvpmodel.conf lines as on an Orin Nano with JetPack 6.2, which renumbered the modes
+    conf = ("< PARAM TYPE=FILE NAME=CPU_ONLINE >\n< POWER_MODEL ID=0 NAME=15W >\nCPU_ONLINE CORE_0 1\n"
+            "< POWER_MODEL ID=1 NAME=25W >\n< POWER_MODEL ID=2 NAME=MAXN_SUPER >\n< PM_CONFIG DEFAULT=2 >\n")
+    assert platform_info.nvpmodel_conf_modes(conf) == [(0, "15W"), (1, "25W"), (2, "MAXN_SUPER")]
+    assert platform_info.nvpmodel_conf_modes("") == []
+
+
+def test_the_probe_imports_pycuda_driver_not_just_the_package(tmp_path):
+    """A pycuda whose compiled driver fails (built against another numpy, no libcuda) must show as not ok."""
+    pkg = tmp_path / "pycuda"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("VERSION_TEXT = '2024.1.2'\n")
+    (pkg / "driver.py").write_text("raise ImportError('numpy.core.multiarray failed to import')\n")
+    probe = Path(__file__).resolve().parents[1] / "jetson" / "probe.py"
+    proc = subprocess.run([sys.executable, str(probe), str(tmp_path)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    report = json.loads(proc.stdout)
+    pycuda = report["modules"]["pycuda"]
+    assert pycuda["ok"] is False and "numpy.core.multiarray" in pycuda["error"]
+    assert "gid" in report and "trtexec" in report

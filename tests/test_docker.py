@@ -20,7 +20,9 @@ DOCKERFILES = sorted((REPO / "docker").glob("*.Dockerfile"))
 def _parse(path: Path) -> dict:
     text = path.read_text()
     serves = re.findall(r"^# serves: (\S+)$", text, flags=re.M)
-    froms = re.findall(r"^FROM (\S+)", text, flags=re.M)
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.M))  # FROM may name a build argument's default
+    froms = [re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), f)
+             for f in re.findall(r"^FROM (\S+)", text, flags=re.M)]
     entry = re.findall(r"^ENTRYPOINT (.+)$", text, flags=re.M)
     return {"text": text, "serves": serves, "from": froms, "entrypoint": entry}
 
@@ -74,3 +76,18 @@ def test_hadolint_finds_nothing():
                           env={"HADOLINT": hadolint, "PATH": "/usr/bin:/bin"}, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no findings" in proc.stdout
+
+
+def test_pycuda_is_built_against_the_images_own_numpy():
+    """pycuda 2024.1.2 lists numpy>=1.24 as a build requirement: in pip's build isolation it would be compiled
+    against a numpy the JetPack 5/6 image does not have, and pycuda.driver would fail to import."""
+    for name in ("jetpack4", "jetpack5", "jetpack6"):
+        text = (REPO / "docker" / f"{name}.Dockerfile").read_text()
+        assert "--no-build-isolation pycuda==" in text, name
+
+
+def test_the_jetpack6_image_says_which_host_it_needs_and_builds_for_jetpack_6_0():
+    text = (REPO / "docker" / "jetpack6.Dockerfile").read_text()
+    assert "needs a JetPack 6.1+ host" in text and "--build-arg L4T_JETPACK=r36.3.0" in text
+    profile = devices.load_profile("jetson-orin-nano")
+    assert profile.raw["docker"]["base_image_jetpack_6_0"].endswith(":r36.3.0")

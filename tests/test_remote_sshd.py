@@ -82,7 +82,7 @@ args = sys.argv[1:]
 with open({str(bin_dir / 'docker.log')!r}, "a") as fh:
     fh.write(json.dumps(args) + "\\n")
 assert args[0] == "run", args
-i, valued = 1, {{"--runtime", "--network", "-v", "--entrypoint", "-e", "-w"}}
+i, valued = 1, {{"--runtime", "--network", "-v", "--entrypoint", "-e", "-w", "--user", "-u"}}
 while args[i].startswith("-"):
     i += 2 if args[i] in valued else 1
 if args[i] != {FAKE_IMAGE!r}:
@@ -166,8 +166,8 @@ def test_remote_bench_end_to_end_and_cache_reuse(sshd, graphs, tmp_path):
     assert any("TensorRT is not importable" in n for n in doc["workstation_notes"])  # the pre-flight check said it
     assert any("not TensorRT on its GPU" in n for n in doc["notes"])  # and the device program says it again
     assert run.probe["python_executable"] == sys.executable and run.probe["modules"]["onnxruntime"]["ok"]
-    # every file went up: 5 program files + 2 graphs, under the cache folder, by content hash
-    assert len(run.uploaded) == 7 and run.skipped == []
+    # every file went up: 6 program files + 2 graphs, under the cache folder, by content hash
+    assert len(run.uploaded) == 8 and run.skipped == []
     cache = tmp_path / "remote-cache"
     for rel in run.uploaded:
         assert (cache / rel).is_file()
@@ -183,7 +183,7 @@ def test_remote_bench_end_to_end_and_cache_reuse(sshd, graphs, tmp_path):
     assert remote.comparisons_from_document(doc) == [("fp32", "int8")]
     block = remote.device_block(run, _target(), sshd.target(), _options(tmp_path))
     assert block["runtime"] == "onnxruntime-fallback" and block["details"]["upload"]["uploaded"] == run.uploaded
-    assert block["upload"] == "7 file(s) uploaded, 0 already there" and block["gpu"] is None
+    assert block["upload"] == "8 file(s) uploaded, 0 already there" and block["gpu"] is None
     json.dumps(block)
 
     again = _bench(sshd, graphs, tmp_path)
@@ -193,7 +193,7 @@ def test_remote_bench_end_to_end_and_cache_reuse(sshd, graphs, tmp_path):
     victim = cache / next(rel for rel in run.uploaded if rel.endswith("trt_engine.py"))
     victim.write_text("# corrupted\n")
     third = _bench(sshd, graphs, tmp_path)
-    assert [Path(p).name for p in third.uploaded] == ["trt_engine.py"] and len(third.skipped) == 6
+    assert [Path(p).name for p in third.uploaded] == ["trt_engine.py"] and len(third.skipped) == 7
 
 
 def test_a_device_without_int8_gets_the_stripped_student_uploaded(sshd, graphs, tmp_path):
@@ -315,9 +315,11 @@ def test_docker_option_runs_the_program_through_docker_run(sshd, graphs, tmp_pat
     probe, bench = [json.loads(line) for line in log.read_text().splitlines()]
     cache = str(tmp_path / "remote-cache")
     assert probe == ["run", "--rm", "-i", "--runtime", "nvidia", "--entrypoint", "python3", FAKE_IMAGE, "-", cache]
-    assert bench[:10] == ["run", "--rm", "--runtime", "nvidia", "--network", "none", "-v", f"{cache}:{cache}",
+    # as the cache owner (a root container would leave root-owned engines in the user's cache)
+    owner = ["--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp"]
+    assert bench[:14] == ["run", "--rm", "--runtime", "nvidia", "--network", "none", *owner, "-v", f"{cache}:{cache}",
                           "--entrypoint", "python3"]
-    assert bench[10] == FAKE_IMAGE and bench[11].startswith(f"{cache}/program/") and bench[12] == "bench"
+    assert bench[14] == FAKE_IMAGE and bench[15].startswith(f"{cache}/program/") and bench[16] == "bench"
     graph_args = [arg for arg in bench if arg.startswith(("fp32=", "int8="))]
     assert len(graph_args) == 2 and all(arg.split("=", 1)[1].startswith(f"{cache}/graphs/") for arg in graph_args)
 
@@ -388,3 +390,76 @@ def test_bench_cli_on_the_loopback_device_writes_a_report(sshd, graphs, tmp_path
                                        "--no-plot", "--quiet"], env=env)
     assert failed.exit_code == 2 and "connection refused" in failed.output
     assert not (out2 / "results.json").exists()
+
+
+def test_device_lines_lose_terminal_escapes_and_stay_bounded():
+    from sqakd_edge.bench.remote import MAX_STDERR_LINE, clean_line
+
+    hostile = "\x1b]0;owned\x07\x1b[2J\x1b[31mred\x1b[0m done\x08\x07"
+    assert clean_line(hostile) == "red done"
+    assert len(clean_line("x" * (MAX_STDERR_LINE * 3))) < MAX_STDERR_LINE + 10
+
+
+def test_two_runs_in_a_row_on_a_device_python_without_onnx(sshd, graphs, tmp_path):
+    """A stock JetPack has numpy but no `onnx` package: the device program must not need it, first run or second."""
+    site = tmp_path / "no-onnx"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.modules['onnx'] = None  # import onnx -> ImportError\n")
+    python = tmp_path / "python-without-onnx"
+    python.write_text(f"#!/bin/sh\nPYTHONPATH={site} exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    first = _bench(sshd, graphs, tmp_path, remote_python=str(python))
+    second = _bench(sshd, graphs, tmp_path, remote_python=str(python))
+    assert first.probe["modules"]["onnx"]["ok"] is False  # the probe ran under that interpreter
+    for run in (first, second):
+        statuses = {(r["graph"], r["precision"], r["batch"]): r["status"] for r in run.document["runs"]}
+        assert statuses and all(s in ("ok", "skipped") for s in statuses.values()), statuses
+    assert "skipped" in second.document["graphs"]["fp32"].get("identity_check", "")
+    assert second.uploaded == [] and second.skipped  # the second run found everything in the device's cache
+
+
+def test_three_way_parity_on_real_inputs_sent_with_the_job(sshd, graphs, tmp_path):
+    """With --data, the device runs each graph on the same real images and returns its outputs; here they are
+    compared with ONNX Runtime on the workstation (the device's fallback is ONNX Runtime too: agreement 100 %)."""
+    from click.testing import CliRunner
+
+    from sqakd_edge.cli import main
+
+    export = _export_dir(graphs, tmp_path / "export")
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"schema": "sqakd-edge.inventory", "schema_version": 1, "devices": {"loop": {
+        "host": f"{getpass.getuser()}@127.0.0.1", "port": sshd.port, "profile": "jetson-xavier-nx",
+        "identity_file": str(sshd.key), "known_hosts_file": str(sshd.known_hosts),
+        "remote_python": sys.executable, "remote_cache": str(tmp_path / "remote-cache")}}}))
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(main, ["bench", str(export), "--device", "loop", "--iters", "3", "--warmup", "1",
+                                       "--data", "embedded", "--out", str(out), "--no-plot", "--quiet"],
+                                env={"SQAKD_EDGE_INVENTORY": str(inventory)})
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "results.json").read_text())
+    models = {m["name"]: m for m in doc["models"]}
+    for name in ("fp32", "int8"):
+        parity = models[name]["info"]["parity"]
+        assert parity["n"] > 0 and parity["vs_onnxruntime"]["reference"] == f"ort:{name}"
+        assert parity["vs_onnxruntime"]["top1_agreement"] == 1.0, parity
+        assert parity["vs_onnxruntime"]["max_abs_dlogit"] < 1e-4, parity
+        assert models[name]["accuracy"]["n"] == parity["n"]
+    assert any("on the device, " in n and "vs ONNX Runtime: top-1 agreement 100.0 %" in n for n in doc["notes"])
+
+
+def test_graphs_a_tensorrt_device_would_misread_are_refused_before_upload(graphs, tmp_path):
+    import onnx
+
+    from sqakd_edge.errors import ConfigError
+
+    nano = devices.load_profile("jetson-nano")
+    manifest = {"target": "onnxruntime"}
+    with pytest.raises(ConfigError, match="exported for 'onnxruntime', not TensorRT.*--target tensorrt"):
+        remote.check_graphs_for_device(manifest, graphs, nano)
+    model = onnx.load(str(graphs["int8"]))
+    model.opset_import[0].version = 17
+    newer = tmp_path / "opset17.onnx"
+    onnx.save(model, str(newer))
+    with pytest.raises(ConfigError, match="opset 17 is above 13.*--opset 13"):
+        remote.check_graphs_for_device({"target": "tensorrt"}, {"int8": newer}, nano)
+    remote.check_graphs_for_device({"target": "tensorrt"}, {"int8": newer}, devices.load_profile("jetson-orin-nano"))

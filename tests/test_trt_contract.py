@@ -1,11 +1,13 @@
-"""Contract tests: the device program's TensorRT code against recorded stand-ins of TensorRT 8.2, 8.5 and 10.x.
+"""Contract tests: the device program's TensorRT code against stand-ins of TensorRT 8.0, 8.2, 8.5, 10.x and 11.x.
 
 What these prove: for each TensorRT version, the builder and runner call only the Python API that version
-documents (NVIDIA's Python API references for 8.2.1, 8.5.3 and 10.x, and the 8.x -> 10.x migration guide),
-and take the right branch: workspace via ``max_workspace_size`` (8.2) or ``set_memory_pool_limit`` (>= 8.4);
-EXPLICIT_BATCH on 8.x and no flag on 10.x; ``build_serialized_network`` (never ``build_engine``); binding
-indices + ``execute_async_v2`` before 8.5 and tensor names + ``execute_async_v3`` from 8.5; the inspector's
-``context`` (8.x) vs ``execution_context`` (10.x); and the Nano rule on a GPU without fast INT8.
+has, and take the right branch: 8.0.1 refused (no engine inspector); workspace via ``max_workspace_size``
+(8.2) or ``set_memory_pool_limit`` (>= 8.4); EXPLICIT_BATCH on 8.x, no flag on 10.x, STRONGLY_TYPED and no
+precision flags on 11.x; ``build_serialized_network`` (never ``build_engine``); binding indices +
+``execute_async_v2`` before 8.5 and tensor names + ``execute_async_v3`` from 8.5; the inspector's
+``execution_context``; fast INT8 from the compute capability on 11; and the Nano rule on a GPU without
+fast INT8. The stand-ins' attributes are checked against NVIDIA's real names, per version, by
+``tests/test_trt_api_names.py`` (the table built from the binding sources and wheels).
 
 What they do NOT prove: that a real engine builds, runs or is fast on a device. The stand-ins execute
 nothing; they only record calls and refuse attributes a version does not have (as pybind11 objects do).
@@ -15,6 +17,7 @@ The INT8 refusal text on a no-INT8 GPU is the one FACTS.md records for the Jetso
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -81,10 +84,19 @@ def make_tensorrt(version: str, *, fast_int8: bool = True, input_shape=(-1, 1, 8
     trt.__version__ = version
     trt._rec = rec
 
-    trt.BuilderFlag = _enum("BuilderFlag", FP16=0, INT8=1)
-    trt.NetworkDefinitionCreationFlag = _enum("NetworkDefinitionCreationFlag", EXPLICIT_BATCH=0)
-    trt.ProfilingVerbosity = _enum("ProfilingVerbosity", LAYER_NAMES_ONLY=0, NONE=1, DETAILED=2)
-    trt.LayerInformationFormat = _enum("LayerInformationFormat", ONELINE=0, JSON=1)
+    # TensorRT 11 removed BuilderFlag.FP16/INT8 and EXPLICIT_BATCH (networks are strongly typed); STRONGLY_TYPED
+    # came in 10.x; ProfilingVerbosity.DETAILED and the engine inspector came in 8.2 (absent in 8.0.1).
+    flags = {"TF32": 7} if v >= (11, 0) else {"FP16": 0, "INT8": 1}
+    trt.BuilderFlag = _enum("BuilderFlag", **flags)
+    creation = {} if v >= (11, 0) else {"EXPLICIT_BATCH": 0}
+    if v >= (10, 0):
+        creation["STRONGLY_TYPED"] = 1
+    trt.NetworkDefinitionCreationFlag = _enum("NetworkDefinitionCreationFlag", **creation)
+    verbosity = {"LAYER_NAMES_ONLY": 0, "NONE": 1, "DETAILED": 2} if v >= (8, 2) else {"DEFAULT": 0, "NONE": 1,
+                                                                                         "VERBOSE": 2}
+    trt.ProfilingVerbosity = _enum("ProfilingVerbosity", **verbosity)
+    if v >= (8, 2):  # with the engine inspector
+        trt.LayerInformationFormat = _enum("LayerInformationFormat", ONELINE=0, JSON=1)
     trt.DataType = _enum("DataType", FLOAT=0, HALF=1, INT8=2)
     if v >= (8, 4):
         trt.MemoryPoolType = _enum("MemoryPoolType", WORKSPACE=0)
@@ -120,6 +132,7 @@ def make_tensorrt(version: str, *, fast_int8: bool = True, input_shape=(-1, 1, 8
                 return False
             self.network.inputs.append(types.SimpleNamespace(name="input", shape=input_shape))
             self.network.qdq = b"QuantizeLinear" in data
+            self.network.half = b"float16" in data
             return True
 
         def get_error(self, i):
@@ -183,8 +196,9 @@ def make_tensorrt(version: str, *, fast_int8: bool = True, input_shape=(-1, 1, 8
     class Builder:
         def __init__(self, logger):
             self.logger = logger
-            self.platform_has_fast_int8 = fast_int8
-            self.platform_has_fast_fp16 = True
+            if v < (11, 0):  # removed in 11
+                self.platform_has_fast_int8 = fast_int8
+                self.platform_has_fast_fp16 = True
 
         def create_network(self, flags=0):
             rec.calls.append(("Builder.create_network", flags))
@@ -199,9 +213,16 @@ def make_tensorrt(version: str, *, fast_int8: bool = True, input_shape=(-1, 1, 8
         def build_serialized_network(self, network, config):
             rec.calls.append(("Builder.build_serialized_network", sorted(config._flags)))
             if getattr(network, "qdq", False) and not fast_int8:
-                self.logger.log(types.SimpleNamespace(name="ERROR"), NANO_INT8_ERROR)
+                error = types.SimpleNamespace(name="ERROR")
+                self.logger.log(error, NANO_INT8_ERROR)
+                # TensorRT's generic follow-up line (seen in 8.3, 8.5 and 10.x logs)
+                self.logger.log(error, "2: [builder.cpp::buildSerializedNetwork::751] Error Code 2: Internal Error "
+                                "(Assertion engine != nullptr failed. )")
                 return None
-            if "INT8" in config._flags:
+            strongly_typed = v >= (10, 0) and network.flags & (1 << 1)
+            if strongly_typed:  # the graph's types decide
+                precision = "int8" if network.qdq else "fp16" if network.half else "fp32"
+            elif "INT8" in config._flags:
                 precision = "int8"
             elif "FP16" in config._flags:
                 precision = "fp16"
@@ -269,7 +290,8 @@ def make_tensorrt(version: str, *, fast_int8: bool = True, input_shape=(-1, 1, 8
         for fn in (set_input_shape, get_tensor_shape, set_tensor_address, execute_async_v3):
             setattr(IExecutionContext, fn.__name__, fn)
 
-    inspector_attr = "execution_context" if v >= (10, 0) else "context"
+    # "execution_context" from 8.2.1 on (python/src/infer/pyCore.cpp); a "context" attribute never existed
+    inspector_attr = "execution_context"
 
     class EngineInspector(Strict):
         _settable = frozenset({inspector_attr})
@@ -311,8 +333,8 @@ def make_tensorrt(version: str, *, fast_int8: bool = True, input_shape=(-1, 1, 8
         def create_execution_context(self):
             return IExecutionContext(self.plan)
 
-        def create_engine_inspector(self):
-            return EngineInspector(self.plan)
+    if v >= (8, 2):
+        ICudaEngine.create_engine_inspector = lambda self: EngineInspector(self.plan)
 
     if v < (10, 0):
         ICudaEngine.num_bindings = 2
@@ -320,7 +342,10 @@ def make_tensorrt(version: str, *, fast_int8: bool = True, input_shape=(-1, 1, 8
         ICudaEngine.binding_is_input = lambda self, i: i == 0
         ICudaEngine.get_binding_dtype = lambda self, i: trt.DataType.FLOAT
         ICudaEngine.get_binding_index = lambda self, name: names.index(name)
+        ICudaEngine.get_binding_shape = lambda self, i: tuple(input_shape) if i == 0 else (input_shape[0], 10)
     if v >= (8, 5):
+        ICudaEngine.get_tensor_shape = lambda self, name: (
+            tuple(input_shape) if name == "input" else (input_shape[0], 10))
         ICudaEngine.num_io_tensors = 2
         ICudaEngine.get_tensor_name = lambda self, i: names[i]
         ICudaEngine.get_tensor_mode = lambda self, name: (
@@ -390,6 +415,7 @@ class FakeCuda:
 ONNX_LIKE = b"\x08\x07" + b"graph bytes"
 QDQ_LIKE = b"\x08\x07" + b"... QuantizeLinear ... DequantizeLinear ..."
 VERSIONS = ["8.2.1.8", "8.5.2.2", "10.3.0"]
+NULL = open(os.devnull, "w")
 
 
 # --- builder ----------------------------------------------------------------------------------------------
@@ -474,14 +500,12 @@ def test_runner_uses_bindings_before_8_5_and_tensor_names_after(version, api):
         launch = [c for c in trt._rec.calls if c[0] == "IExecutionContext.execute_async_v2"]
         assert len(launch) == 1 and launch[0][2] == FakeCuda.stream_handle and len(launch[0][1]) == 2
         assert "IExecutionContext.execute_async_v3" not in names
-        assert ("EngineInspector.context=", runner.context) in trt._rec.calls
     else:
         assert ("IExecutionContext.set_input_shape", "input", (2, 1, 8, 8)) in trt._rec.calls
         assert [c[1] for c in trt._rec.calls if c[0] == "IExecutionContext.set_tensor_address"] == ["input", "logits"]
         assert ("IExecutionContext.execute_async_v3", FakeCuda.stream_handle) in trt._rec.calls
         assert "IExecutionContext.execute_async_v2" not in names  # exists on 8.5, must not be used
-        attr = "execution_context" if version.startswith("10") else "context"
-        assert (f"EngineInspector.{attr}=", runner.context) in trt._rec.calls
+    assert ("EngineInspector.execution_context=", runner.context) in trt._rec.calls
     # copies: input 2*1*8*8 float32 in, logits 2*10 float32 out; GPU compute inside end-to-end
     assert [c[0] for c in cuda.copies] == ["htod", "dtoh"] and cuda.copies[0][2] == 512 and cuda.copies[1][2] == 80
     assert 0 < gpu_ms < e2e_ms
@@ -565,3 +589,175 @@ def test_tensorrt_10_bench_uses_the_tensor_api(monkeypatch, tmp_path):
     doc = _run_bench(monkeypatch, make_tensorrt("10.3.0"), graphs, tmp_path / "cache")
     assert {r["io_api"] for r in doc["runs"] if r["status"] == "ok"} == {"tensor names + execute_async_v3"}
     assert doc["runs"][0]["engine"]["build"]["network_flags"].startswith("none")
+
+
+# --- defects found by reading TensorRT's real sources (issue 14) --------------------------------------------
+
+
+def test_tensorrt_8_0_is_refused_in_one_line_before_any_attribute_error():
+    trt = make_tensorrt("8.0.1.6")
+    assert not hasattr(trt.ProfilingVerbosity, "DETAILED")  # the stand-in is 8.0's API
+    with pytest.raises(trt_engine.UnsupportedTensorRT, match=r"TensorRT 8.0.1.6 .*JetPack 4.6.1 or later"):
+        trt_engine.build_engine_bytes(trt, ONNX_LIKE, "fp16")
+
+
+def test_tensorrt_8_0_bench_passes_over_python_tensorrt_and_says_why(monkeypatch, tmp_path):
+    monkeypatch.setattr(trt_bench.trtexec_runner, "find_trtexec", lambda *a, **k: None)
+    doc = _run_bench(monkeypatch, make_tensorrt("8.0.1.6"), _graphs(tmp_path), tmp_path / "cache")
+    assert doc["runtime"] == "onnxruntime-fallback"
+    assert "TensorRT 8.0.1.6 has no engine inspector" in doc["fallback_reason"]
+
+
+def test_a_failed_build_reports_its_own_first_specific_error():
+    trt = make_tensorrt("8.2.1.8", fast_int8=False)
+    logger = trt_engine.make_logger(trt, echo=NULL)
+    logger.log(types.SimpleNamespace(name="ERROR"), "an earlier build's error")
+    with pytest.raises(trt_engine.EngineBuildError) as err:
+        trt_engine.build_engine_bytes(trt, QDQ_LIKE, "int8", logger=logger)
+    assert NANO_INT8_ERROR in str(err.value)
+    assert "earlier build" not in str(err.value) and "Assertion engine" not in str(err.value)
+    assert trt_engine.first_specific_error(["Error Code 2: Internal Error (Assertion engine != nullptr failed. )"]
+                                           ).startswith("Error Code 2")  # nothing better was logged
+
+
+def test_the_second_run_needs_no_onnx_package(monkeypatch, tmp_path):
+    """JetPack has no `onnx`: a cached engine's input shape comes from its build record, else the engine."""
+    graphs = {k: v for k, v in _graphs(tmp_path).items() if k != "int8-stripped"}
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError, as on a stock JetPack
+    cache = tmp_path / "cache"
+    first = _run_bench(monkeypatch, make_tensorrt("8.2.1.8"), graphs, cache, ["--batch", "1,4"])
+    second = _run_bench(monkeypatch, make_tensorrt("8.2.1.8"), graphs, cache, ["--batch", "1,4"])
+    for doc in (first, second):
+        assert all(r["status"] == "ok" for r in doc["runs"]), [r.get("reason") for r in doc["runs"]]
+    assert all(r["engine"]["cache_hit"] for r in second["runs"])
+    assert {tuple(r["input_shape"]) for r in second["runs"] if r["batch"] == 4} == {(4, 1, 8, 8)}
+    assert len(list(cache.glob("*.json"))) == len(list(cache.glob("*.engine"))) == 6  # a record per engine
+    for record in cache.glob("*.json"):
+        record.unlink()  # an older cache without records: the shape is read from the engine itself
+    third = _run_bench(monkeypatch, make_tensorrt("8.2.1.8"), graphs, cache, ["--batch", "1,4"])
+    assert all(r["status"] == "ok" and r["engine"]["cache_hit"] for r in third["runs"])
+    assert {tuple(r["input_shape"]) for r in third["runs"] if r["batch"] == 4} == {(4, 1, 8, 8)}
+
+
+def test_the_cache_key_holds_program_version_builder_settings_and_platform():
+    trt = make_tensorrt("10.3.0")
+    base = {"program": "2", "jetpack": "6.1", "cuda_runtime": "12.6", "precision": "fp16", "strongly_typed": False}
+    key = trt_engine.engine_cache_key("abc", trt, base)
+    for field, other in (("program", "3"), ("jetpack", "6.2"), ("cuda_runtime", "12.2"), ("strongly_typed", True)):
+        assert trt_engine.engine_cache_key("abc", trt, {**base, field: other}) != key, field
+    assert trt_engine.engine_cache_key("abc", trt, dict(base)) == key
+
+
+@pytest.mark.parametrize("precision,half,expected", [("fp32", False, "fp32"), ("fp16", True, "fp16"),
+                                                     ("int8", False, "int8")])
+def test_tensorrt_11_builds_strongly_typed_networks_without_precision_flags(precision, half, expected):
+    trt = make_tensorrt("11.0.1")
+    assert not hasattr(trt.BuilderFlag, "INT8") and not hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH")
+    graph = QDQ_LIKE if precision == "int8" else ONNX_LIKE + (b" float16" if half else b"")
+    data, info = trt_engine.build_engine_bytes(trt, graph, precision)
+    assert ("Builder.create_network", 1 << 1) in trt._rec.calls
+    assert "IBuilderConfig.set_flag" not in trt._rec.names()
+    assert info["network_flags"] == "STRONGLY_TYPED" and info["builder_flags"] == []
+    assert json.loads(data)["precision"] == expected
+
+
+def test_tensorrt_11_fast_int8_comes_from_the_compute_capability():
+    trt = make_tensorrt("11.0.1")
+    assert not hasattr(trt.Builder(None), "platform_has_fast_int8")
+    orin = trt_engine.platform_flags(trt, None, "8.7")
+    assert orin["fast_int8"] is True and orin["fast_fp16"] is True and "compute capability 8.7" in orin["source"]
+    assert trt_engine.platform_flags(trt, None, "5.3")["fast_int8"] is False  # Nano (sm_53)
+    assert trt_engine.fast_precisions_from_compute_capability("6.2")["fast_int8"] is False  # TX2
+    assert trt_engine.fast_precisions_from_compute_capability("6.1") == {"fast_int8": True, "fast_fp16": False}
+
+
+def test_tensorrt_11_bench_times_fp16_from_the_fp16_graph_only(monkeypatch, tmp_path):
+    graphs = _graphs(tmp_path)
+    fp16 = tmp_path / "model.fp16.onnx"
+    import onnx
+
+    model = onnx.load(graphs["fp32"])
+    model.doc_string = "float16 weights"  # what the stand-in parser looks for (an FP16 graph names float16 types)
+    onnx.save(model, str(fp16))
+    graphs = {"fp32": graphs["fp32"], "int8": graphs["int8"], "fp16": str(fp16)}
+    cuda = FakeCuda()
+    cuda.describe = lambda: {"backend": "stand-in", "gpu_name": "Orin", "compute_capability": "8.7",
+                             "cuda_runtime": "12.6", "cuda_driver": "12.6"}
+    monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt("11.0.1"))
+    monkeypatch.setattr(cuda_mem, "load_backend", lambda preferred="auto": cuda)
+    argv = ["bench", "--iters", "3", "--warmup", "1", "--cache-dir", str(tmp_path / "cache")]
+    for role, path in graphs.items():
+        argv += ["--graph", f"{role}={path}"]
+    doc = trt_bench.bench(trt_bench.parse_args(argv))
+    runs = {(r["graph"], r["precision"]): r for r in doc["runs"]}
+    assert set(runs) == {("fp32", "fp32"), ("fp16", "fp16"), ("int8", "int8")}
+    assert all(r["status"] == "ok" for r in runs.values())
+    assert runs[("fp16", "fp16")]["precision_ran"] == "fp16" and runs[("fp32", "fp32")]["precision_ran"] == "fp32"
+    assert doc["platform"]["fast_int8"] is True and "compute capability" in doc["platform"]["fast_precisions_source"]
+    without = trt_bench.plan_runs({"fp32": 1}, "tensorrt", True, strongly_typed=True)
+    assert without[1][:2] == ("fp32", "fp16") and "FP16 graph" in without[1][2]
+
+
+def test_an_unexpected_device_error_is_one_line_with_where_it_happened(monkeypatch, tmp_path, capsys):
+    trt = make_tensorrt("8.5.2.2")
+
+    def broken(self, *args):
+        raise AttributeError("'tensorrt.tensorrt.Builder' object has no attribute 'nope'")
+
+    trt.Builder.create_builder_config = broken
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(cuda_mem, "load_backend", lambda preferred="auto": FakeCuda())
+    graphs = _graphs(tmp_path)
+    code = trt_bench.main(["build", graphs["fp32"], "--out", str(tmp_path / "x.engine")])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "AttributeError" in err and "test_trt_contract.py" in err
+
+
+def test_a_missing_cuda_binding_passes_over_to_trtexec_with_the_reason(monkeypatch, tmp_path):
+    def no_cuda(preferred="auto"):
+        raise cuda_mem.CudaUnavailable("no CUDA Python binding works here (pycuda: No module named 'pycuda')")
+
+    monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt("10.3.0"))
+    monkeypatch.setattr(cuda_mem, "load_backend", no_cuda)
+    monkeypatch.setattr(trt_bench.trtexec_runner, "find_trtexec", lambda *a, **k: "/usr/src/tensorrt/bin/trtexec")
+    runtime, trt, cuda, why = trt_bench.choose_runtime("auto")
+    assert runtime == "trtexec" and trt is None and "no CUDA Python binding" in why
+    with pytest.raises(SystemExit, match="no CUDA Python binding"):
+        trt_bench.choose_runtime("tensorrt")
+
+
+# --- the stand-ins against NVIDIA's names (tests/data/tensorrt_api_names.json) ------------------------------
+
+
+def _public(obj):
+    return {n for n in dir(obj) if not n.startswith("_")}
+
+
+@pytest.mark.parametrize("version", ["8.0.1.6", "8.2.1.8", "8.5.2.2", "10.3.0", "11.0.1"])
+def test_every_stand_in_attribute_is_in_that_versions_real_api(version):
+    """A stand-in that offers a name the real version lacks would let a wrong branch pass: none may."""
+    from . import trt_api_names as real
+
+    row = real.table_version(version)
+    trt = make_tensorrt(version)
+    ours = {"_rec", "__version__"}
+    for name in sorted(_public(trt) - ours):
+        assert real.has(row, name), (row, name)
+    for enum in ("BuilderFlag", "NetworkDefinitionCreationFlag", "ProfilingVerbosity", "LayerInformationFormat",
+                 "DataType", "MemoryPoolType", "TensorIOMode"):
+        if hasattr(trt, enum):
+            for member in _public(getattr(trt, enum)):
+                assert real.has(row, f"{enum}.{member}"), (row, enum, member)
+    builder = trt.Builder(None)
+    objects = {"Builder": builder, "IBuilderConfig": builder.create_builder_config()}
+    if version >= "8.2":
+        data, _ = ((None, None) if version.startswith("8.0") else
+                   trt_engine.build_engine_bytes(trt, ONNX_LIKE, "fp32", logger=trt_engine.make_logger(trt, NULL)))
+        engine = trt.Runtime(None).deserialize_cuda_engine(data)
+        objects.update({"ICudaEngine": engine, "IExecutionContext": engine.create_execution_context(),
+                        "EngineInspector": engine.create_engine_inspector()})
+    for cls, obj in objects.items():
+        extra = {"shapes", "plan", "logger"}  # the stand-ins' own bookkeeping, not API
+        for name in sorted(_public(obj) - extra):
+            assert real.has(row, f"{cls}.{name}"), (row, cls, name)

@@ -27,7 +27,8 @@ _REPO = Path(__file__).resolve().parents[2]
 PROFILE_SCHEMA = "sqakd-edge.device-profile"
 INVENTORY_SCHEMA = "sqakd-edge.inventory"
 # The files that make up the device program (uploaded together into one folder on the device).
-DEVICE_PROGRAM_FILES = ("trt_bench.py", "trt_engine.py", "cuda_mem.py", "platform_info.py", "onnx_prep.py")
+DEVICE_PROGRAM_FILES = ("trt_bench.py", "trt_engine.py", "trtexec_runner.py", "cuda_mem.py", "platform_info.py",
+                        "onnx_prep.py")
 PROBE_FILE = "probe.py"
 
 
@@ -103,6 +104,8 @@ class DeviceProfile:
         bench_power_mode: the mode ``--setup`` selects before timing.
         docker_base_image: the base image of the matching device Dockerfile.
         remote_python: the interpreter to run on the device.
+        cuda_binding_setup: the commands that install a working CUDA binding for this JetPack.
+        max_onnx_opset: the highest ONNX opset the profile's TensorRT parses (None: not limited by us).
         raw: the whole profile document.
     """
 
@@ -119,6 +122,8 @@ class DeviceProfile:
     bench_power_mode: int
     docker_base_image: str | None
     remote_python: str = "python3"
+    cuda_binding_setup: tuple[str, ...] = ()
+    max_onnx_opset: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -134,7 +139,10 @@ class DeviceProfile:
                 power_modes=tuple(PowerMode(int(m["id"]), m["name"], m.get("watts")) for m in doc["power_modes"]),
                 bench_power_mode=int(doc["bench_power_mode"]),
                 docker_base_image=(doc.get("docker") or {}).get("base_image"),
-                remote_python=doc.get("remote_python", "python3"), raw=doc,
+                remote_python=doc.get("remote_python", "python3"),
+                cuda_binding_setup=tuple(str(c) for c in doc.get("cuda_binding_setup", ())),
+                max_onnx_opset=int(doc["max_onnx_opset"]) if doc.get("max_onnx_opset") is not None else None,
+                raw=doc,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"device profile {doc.get('name', '?')!r} is malformed (missing or bad {exc})") from None
@@ -142,6 +150,14 @@ class DeviceProfile:
     def power_mode(self, mode_id: int) -> PowerMode | None:
         """The mode with this id, if the profile lists it."""
         return next((m for m in self.power_modes if m.id == mode_id), None)
+
+    @property
+    def bench_power_mode_name(self) -> str:
+        """The benchmark mode's name: what ``--setup`` looks up in the board's /etc/nvpmodel.conf."""
+        mode = self.power_mode(self.bench_power_mode)
+        if mode is None:
+            raise ValueError(f"profile {self.name}: bench_power_mode {self.bench_power_mode} is not in power_modes")
+        return mode.name
 
 
 def list_profiles() -> list[str]:

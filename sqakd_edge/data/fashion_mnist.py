@@ -13,6 +13,7 @@ import gzip
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,24 @@ LAYOUT = (
 _UBYTE = 0x08
 
 
+MAX_IDX_BYTES = 1 << 30  # Fashion-MNIST's largest file is 47 MB; a gzip bomb is not decompressed past this
+
+
+def _read_bounded_idx(fh: Any, path: Path) -> bytes:
+    """The decompressed IDX bytes, never more than its header asks for (plus one, to see a longer file)."""
+    head = fh.read(4)
+    if len(head) < 4 or head[3] == 0 or head[3] > 4:
+        return head  # the magic-number check below names the problem
+    dims = fh.read(4 * head[3])
+    if len(dims) < 4 * head[3]:
+        return head + dims
+    need = int(np.prod(struct.unpack(f">{head[3]}I", dims), dtype=np.int64))
+    if need > MAX_IDX_BYTES:
+        raise DataError(f"IDX file {path} declares {need} data bytes, more than the {MAX_IDX_BYTES >> 20} MiB "
+                        "an image set of this kind can hold; the file is corrupt, re-download or reinstall it")
+    return head + dims + fh.read(need + 1)
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file of unsigned bytes (``.gz`` or raw) into an array of the shape its header states.
 
@@ -51,7 +70,7 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as fh:
-                raw = fh.read()
+                raw = _read_bounded_idx(fh, path)
         else:
             raw = path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:

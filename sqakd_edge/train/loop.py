@@ -187,6 +187,9 @@ def _copy_atomic(src: Path, dst: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
             shutil.copyfileobj(inp, out)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; best.pt is an ordinary file, like last.pt
         os.replace(tmp, dst)
     except BaseException:
         with contextlib.suppress(OSError):

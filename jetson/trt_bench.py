@@ -239,8 +239,8 @@ def load_inputs(path):
     return data
 
 
-def time_onnxruntime(path, precision, batch, warmup, iters, seed, inputs=None):
-    """Time one graph with ONNX Runtime on the CPU (the fallback when TensorRT is missing)."""
+def onnxruntime_timer(path, precision, batch, warmup, seed, inputs=None):
+    """A timer (see :func:`run_rounds`) for one graph on ONNX Runtime's CPU kernels (the fallback)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -251,12 +251,15 @@ def time_onnxruntime(path, precision, batch, warmup, iters, seed, inputs=None):
     data = np.random.RandomState(seed).standard_normal(shape).astype(np.float32)
     feed = {inp.name: data}
     for _ in range(warmup):
-        session.run(None, feed)
-    samples = []
-    for _ in range(iters):
-        start = time.perf_counter()
         out = session.run(None, feed)
-        samples.append((time.perf_counter() - start) * 1000.0)
+    samples = []
+    n = yield
+    while n:
+        for _ in range(n):
+            start = time.perf_counter()
+            out = session.run(None, feed)
+            samples.append((time.perf_counter() - start) * 1000.0)
+        n = yield
     ran = "int8 (QDQ on ONNX Runtime CPU kernels)" if precision == "int8" else "fp32"
     result = {"runtime": "onnxruntime", "precision_ran": ran, "input_shape": list(shape),
               "latency_ms": {"end_to_end": samples, "gpu_compute": None}, "output": out[0]}
@@ -320,9 +323,9 @@ def build_or_load(trt, path, sha, precision, batch, workspace_mib, cache_dir, pl
     return data, info
 
 
-def time_tensorrt(trt, cuda, engine_bytes, input_shape, warmup, iters, seed, logger, requested, tegrastats,
-                  batch=1, inputs=None):
-    """Time one engine with CUDA events; returns latencies, per-layer precision and optional power.
+def tensorrt_timer(trt, cuda, engine_bytes, input_shape, warmup, seed, logger, requested, tegrastats,
+                   batch=1, inputs=None):
+    """A timer (see :func:`run_rounds`) for one engine: CUDA-event latencies, per-layer precision, power.
 
     ``input_shape`` None: the engine's own input shape (its dynamic batch set to ``batch``).
     """
@@ -335,13 +338,16 @@ def time_tensorrt(trt, cuda, engine_bytes, input_shape, warmup, iters, seed, log
             runner.infer_timed(events)
         sampler = platform_info.TegrastatsSampler() if tegrastats else None
         gpu, e2e = [], []
+        n = yield
         if sampler:
             sampler.__enter__()
         try:
-            for _ in range(iters):
-                g, e = runner.infer_timed(events)
-                gpu.append(g)
-                e2e.append(e)
+            while n:
+                for _ in range(n):
+                    g, e = runner.infer_timed(events)
+                    gpu.append(g)
+                    e2e.append(e)
+                n = yield
         finally:
             if sampler:
                 sampler.__exit__(None, None, None)
@@ -351,7 +357,8 @@ def time_tensorrt(trt, cuda, engine_bytes, input_shape, warmup, iters, seed, log
             layers = {"error": one_line(exc)}
         result = {"runtime": "tensorrt", "input_shape": list(input_shape), "io_api": runner.io_api,
                   "latency_ms": {"end_to_end": e2e, "gpu_compute": gpu}, "layers": layers,
-                  "output": np.array(runner.output(), copy=True)}
+                  "output": np.array(runner.output(), copy=True),
+                  "precision_ran": precision_ran_from_layers(requested, layers)}
         if inputs is not None:
             def infer(x):
                 runner.set_input(x)
@@ -362,6 +369,54 @@ def time_tensorrt(trt, cuda, engine_bytes, input_shape, warmup, iters, seed, log
         if sampler:
             result["power"] = sampler.summary()
         return result
+
+
+def whole_timer(measure):
+    """A timer for a runner that cannot be interleaved (trtexec times in its own process): all at the end."""
+    n = yield
+    while n:
+        n = yield
+    return measure()
+
+
+def round_sizes(iters, rounds):
+    """``iters`` split into ``rounds`` near-equal chunks (the rounds that alternate between engines)."""
+    rounds = max(1, min(rounds, iters))
+    return [iters // rounds + (1 if i < iters % rounds else 0) for i in range(rounds)]
+
+
+def run_rounds(timers, iters, rounds):
+    """Time every engine in alternating rounds, so a drift of clocks or temperature hits all of them alike.
+
+    ``timers``: ``{key: generator}``; each generator sets up and warms up on its first ``next()``, times ``n``
+    iterations on each ``send(n)``, and returns its result on ``send(0)``. Returns ``({key: result},
+    {key: exception})``: one failing engine does not stop the others.
+    """
+    results, errors, active = {}, {}, {}
+    for key, timer in timers.items():
+        try:
+            next(timer)
+            active[key] = timer
+        except StopIteration as stop:
+            results[key] = stop.value
+        except Exception as exc:  # noqa: BLE001 (reported per run)
+            errors[key] = exc
+    for size in round_sizes(iters, rounds):
+        for key in list(active):
+            try:
+                active[key].send(size)
+            except Exception as exc:  # noqa: BLE001
+                errors[key] = exc
+                del active[key]
+    for key, timer in active.items():
+        try:
+            timer.send(0)
+            errors[key] = RuntimeError("the timer did not finish")
+        except StopIteration as stop:
+            results[key] = stop.value
+        except Exception as exc:  # noqa: BLE001
+            errors[key] = exc
+    return results, errors
 
 
 def time_trtexec(trtexec, version, path, sha, precision, batch, args, platform, requested):
@@ -480,6 +535,14 @@ def choose_runtime(requested, cuda_choice="auto"):
     return "onnxruntime-fallback", None, None, "; ".join(reasons)
 
 
+def _failed(run, runtime, exc):
+    status = "failed"
+    if runtime == "trtexec" and run["precision"] == "int8" and "Int8 support" in str(exc):
+        status = "not-buildable"  # TensorRT's own words: the GPU has no INT8 (the Nano)
+    run.update({"status": status, "reason": one_line(exc), "precision_ran": None})
+    log("%s graph, %s failed: %s" % (run["graph"], run["precision"].upper(), run["reason"]))
+
+
 def bench(args):
     """Run the plan and return the results document (a dict)."""
     graphs = {}
@@ -547,10 +610,12 @@ def bench(args):
                          for role, entry in prepared.items())
     plan = plan_runs(prepared, runtime if on_gpu else "onnxruntime", fast_int8, strongly_typed)
     int8_reason = None
+    rounds = 1 if args.tegrastats else args.rounds  # power needs one steady stretch per engine
+    doc["settings"]["rounds"] = rounds if runtime != "trtexec" else 1
     try:
         for batch in args.batch:
-            reference = None
-            for role, precision, skip in plan:
+            timers, runs_by_key = {}, {}
+            for index, (role, precision, skip) in enumerate(plan):
                 run = {"graph": role, "precision": precision, "batch": batch, "status": "ok", "reason": None}
                 doc["runs"].append(run)
                 path = prepared[role]["path"]
@@ -564,44 +629,52 @@ def bench(args):
                     run.update({"status": "skipped", "reason": skip, "precision_ran": None})
                     continue
                 log("batch %d, %s graph, %s: %s" % (batch, role, precision.upper(),
-                                                     "building/loading engine" if on_gpu else "timing"))
+                                                     "building/loading engine" if on_gpu else "preparing"))
+                parity_inputs = inputs if batch == args.batch[0] else None  # outputs once per graph
                 try:
-                    parity_inputs = inputs if batch == args.batch[0] else None  # outputs once per graph
                     if runtime == "trtexec":
-                        result = time_trtexec(trtexec, trtexec_version, path, prepared[role]["sha256"], precision,
-                                              batch, args, platform, precision)
-                        run["engine"] = result.pop("engine")
+                        timer = whole_timer(lambda path=path, role=role, precision=precision, batch=batch:
+                                            time_trtexec(trtexec, trtexec_version, path, prepared[role]["sha256"],
+                                                         precision, batch, args, platform, precision))
                     elif trt is None:
-                        result = time_onnxruntime(path, precision, batch, args.warmup, args.iters, args.seed,
-                                                  parity_inputs)
+                        timer = onnxruntime_timer(path, precision, batch, args.warmup, args.seed, parity_inputs)
                     else:
                         engine_bytes, engine_info = build_or_load(
                             trt, path, prepared[role]["sha256"], precision, batch, args.workspace_mib, cache_dir,
                             platform, logger)
                         run["engine"] = engine_info
                         shape = engine_info.get("build", {}).get("input", {}).get("shape")
-                        result = time_tensorrt(trt, cuda, engine_bytes, shape, args.warmup, args.iters, args.seed,
-                                               logger, precision, args.tegrastats, batch, parity_inputs)
-                        result["precision_ran"] = precision_ran_from_layers(precision, result["layers"])
-                except Exception as exc:  # one failed run must not lose the others
-                    status = "failed"
-                    if runtime == "trtexec" and precision == "int8" and "Int8 support" in str(exc):
-                        status = "not-buildable"  # TensorRT's own words: the GPU has no INT8 (the Nano)
-                    run.update({"status": status, "reason": one_line(exc), "precision_ran": None})
-                    log("%s graph, %s failed: %s" % (role, precision.upper(), run["reason"]))
+                        timer = tensorrt_timer(trt, cuda, engine_bytes, shape, args.warmup, args.seed, logger,
+                                               precision, args.tegrastats, batch, parity_inputs)
+                except Exception as exc:  # one failed build must not lose the others
+                    _failed(run, runtime, exc)
                     continue
+                timers[index], runs_by_key[index] = timer, run
+            log("batch %d: timing %d engine(s) in %d alternating round(s) of %s iterations" % (
+                batch, len(timers), len(round_sizes(args.iters, rounds)), "/".join(
+                    str(n) for n in round_sizes(args.iters, rounds))))
+            results, errors = run_rounds(timers, args.iters, rounds)
+            for index, exc in errors.items():
+                _failed(runs_by_key[index], runtime, exc)
+            reference = None
+            for index in sorted(results):
+                run, result = runs_by_key[index], results[index]
+                if "engine" in result:
+                    run["engine"] = result.pop("engine")
                 output = result.pop("output", None)  # trtexec returns no outputs
-                if reference is None and role == "fp32" and precision == "fp32":
+                if reference is None and run["graph"] == "fp32" and run["precision"] == "fp32":
                     reference = output
                 if reference is not None and output is not None and output.shape == reference.shape:
                     diff = np.abs(output.astype(np.float64) - reference)
                     run["max_abs_diff_vs_fp32"] = float(np.max(diff))
                     run["top1_agreement_vs_fp32"] = float(np.mean(np.argmax(output, -1) == np.argmax(reference, -1)))
                 run.update(result)
+                # a first look for the device's log; the report's statistics are computed on the workstation
                 run["stats_ms"] = dict((k, summarize(v)) for k, v in result["latency_ms"].items() if v)
                 median = run["stats_ms"]["end_to_end"]["median"]
                 run["throughput_per_s"] = batch * 1000.0 / median if median else None
-                log("batch %d, %s graph, %s: median %.3f ms end to end" % (batch, role, precision.upper(), median))
+                log("batch %d, %s graph, %s: median %.3f ms end to end" % (batch, run["graph"],
+                                                                          run["precision"].upper(), median))
     finally:
         if cuda is not None:
             cuda.close()
@@ -696,6 +769,8 @@ def parse_args(argv):
     b.add_argument("--batch", type=parse_batches, default=[1], help="batch sizes, comma-separated (e.g. 1,32)")
     b.add_argument("--warmup", type=int, default=20)
     b.add_argument("--iters", type=int, default=200)
+    b.add_argument("--rounds", type=int, default=5,
+                   help="alternating rounds the iterations are split into, engine after engine (1: one block each)")
     b.add_argument("--workspace-mib", type=int, default=trt_engine.DEFAULT_WORKSPACE_MIB)
     b.add_argument("--cache-dir", default=DEFAULT_CACHE, help="engine and timing cache folder")
     b.add_argument("--runtime", choices=("auto", "tensorrt", "trtexec", "onnxruntime"), default="auto")
@@ -717,8 +792,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.command is None:
         parser.error("choose a command: bench, build or platform")
-    if args.command == "bench" and (args.iters < 1 or args.warmup < 0):
-        parser.error("--iters must be >= 1 and --warmup >= 0")
+    if args.command == "bench" and (args.iters < 1 or args.warmup < 0 or args.rounds < 1):
+        parser.error("--iters and --rounds must be >= 1 and --warmup >= 0")
     return args
 
 

@@ -761,3 +761,39 @@ def test_every_stand_in_attribute_is_in_that_versions_real_api(version):
         extra = {"shapes", "plan", "logger"}  # the stand-ins' own bookkeeping, not API
         for name in sorted(_public(obj) - extra):
             assert real.has(row, f"{cls}.{name}"), (row, cls, name)
+
+
+def test_engines_are_timed_in_alternating_rounds(monkeypatch, tmp_path):
+    """Clock or temperature drift during a run must hit every engine alike: rounds go engine after engine."""
+    trt = make_tensorrt("8.5.2.2", fast_int8=True)
+    doc = _run_bench(monkeypatch, trt, _graphs(tmp_path), tmp_path / "cache", ["--iters", "6", "--rounds", "3",
+                                                                               "--warmup", "0"])
+    assert doc["settings"]["rounds"] == 3
+    ok = [r for r in doc["runs"] if r["status"] == "ok"]
+    assert len(ok) == 3 and all(len(r["latency_ms"]["end_to_end"]) == 6 for r in ok)
+    # every timed iteration is one launch (no warm-up here); the order is checked by the next test
+    launches = [c for c in trt._rec.calls if c[0] == "IExecutionContext.execute_async_v3"]
+    assert len(launches) == 3 * 6
+    assert trt_bench.round_sizes(200, 5) == [40] * 5 and trt_bench.round_sizes(7, 3) == [3, 2, 2]
+    assert trt_bench.round_sizes(2, 5) == [1, 1]
+
+
+def test_run_rounds_interleaves_and_isolates_a_failing_engine():
+    order = []
+
+    def timer(name, fail_at=None):
+        n = yield
+        done = 0
+        while n:
+            for _ in range(n):
+                done += 1
+                if done == fail_at:
+                    raise RuntimeError(f"{name} lost the device")
+                order.append(name)
+            n = yield
+        return {"name": name, "done": done}
+
+    results, errors = trt_bench.run_rounds({"a": timer("a"), "b": timer("b", fail_at=3), "c": timer("c")}, 4, 2)
+    assert order == ["a", "a", "b", "b", "c", "c", "a", "a", "c", "c"]
+    assert results == {"a": {"name": "a", "done": 4}, "c": {"name": "c", "done": 4}}
+    assert "lost the device" in str(errors["b"])

@@ -227,3 +227,32 @@ def test_a_failed_bench_leaves_no_empty_results_folder(export, tmp_path):
     with pytest.raises(RuntimeError):
         run_bench(mine, CONFIG, plot=False, show_progress=False, backend=Failing())
     assert not (mine / "bench").exists()
+
+
+@pytest.mark.parametrize("path,value,problem", [(("input", "mean"), ["abc"], "input.mean must be a list of numbers"),
+                                                (("input", "std"), [0.0], "positive numbers"),
+                                                (("model", "num_classes"), "ten", "positive integer")])
+def test_manifest_fields_of_the_wrong_type_are_one_line(export, tmp_path, path, value, problem):
+    from sqakd_edge.bench.export_dir import load_export_dir
+    from sqakd_edge.errors import ExportError
+
+    mine = copy_export(export, tmp_path / "export")
+    manifest = json.loads((mine / "manifest.json").read_text())
+    manifest[path[0]][path[1]] = value
+    (mine / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match=problem):
+        load_export_dir(mine)
+
+
+def test_an_infinite_duration_is_refused():
+    from sqakd_edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="finite"):
+        BenchConfig(duration_s=float("inf"), iters=None)
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused_before_allocating(export):
+    from sqakd_edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--batch 100000000 needs .* GiB for its input alone"):
+        run_bench(export, dataclasses.replace(CONFIG, batches=(1, 100_000_000)), plot=False, show_progress=False)

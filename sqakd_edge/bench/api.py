@@ -46,6 +46,19 @@ class BenchRun:
     files: tuple[Path, ...]
 
 
+def _check_batch_fits(image_shape: tuple[int, int, int], batch: int) -> None:
+    """Refuse a batch whose input alone would take more than a quarter of this machine's memory."""
+    need = 4 * batch * image_shape[0] * image_shape[1] * image_shape[2]
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > total // 4:
+        raise ConfigError(f"--batch {batch} needs {need / 2**30:.1f} GiB for its input alone (this machine has "
+                          f"{total / 2**30:.0f} GiB, and the activations need several times more); use a smaller "
+                          "--batch")
+
+
 def prepare_job(export_dir: str | Path, config: BenchConfig, show_progress: bool | None = None) -> BenchJob:
     """Read the export directory and build the inputs every backend times on.
 
@@ -62,6 +75,7 @@ def prepare_job(export_dir: str | Path, config: BenchConfig, show_progress: bool
         DataError: when ``config.data`` cannot be read or does not fit the model.
     """
     bundle = load_export_dir(export_dir)
+    _check_batch_fits(bundle.input_shape, max(config.batches))
     eval_data = load_eval_data(config.data, bundle, config.data_limit) if config.data else None
     inputs = {
         batch: data_batch(eval_data, batch) if eval_data is not None else random_batch(bundle.input_shape, batch,

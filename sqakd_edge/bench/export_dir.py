@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,24 @@ def _field(manifest: dict[str, Any], *keys: str, path: Path) -> Any:
         if not isinstance(value, dict) or key not in value:
             raise ExportError(f"{path} lacks the field {'.'.join(keys)}; re-export the model ({EXPORT_HINT})")
         value = value[key]
+    return value
+
+
+def _numbers(value: Any, name: str, path: Path, positive: bool = False) -> tuple[float, ...]:
+    """A manifest's per-channel list (None or missing: empty), each a finite number (positive for std)."""
+    if value is None:
+        return ()
+    ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                         and (v > 0 or not positive) for v in value)
+    if not ok:
+        raise ExportError(f"{path}: {name} must be a list of {'positive ' if positive else ''}numbers, got {value!r}; "
+                          "re-export the model")
+    return tuple(float(v) for v in value)
+
+
+def _count(value: Any, name: str, path: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ExportError(f"{path}: {name} must be a positive integer, got {value!r}; re-export the model")
     return value
 
 
@@ -155,9 +174,10 @@ def load_export_dir(directory: str | Path) -> ExportBundle:
         graphs=graphs,
         input_name=str(_field(manifest, "input", "name", path=manifest_path)),
         input_shape=(int(shape[1]), int(shape[2]), int(shape[3])),
-        mean=tuple(float(v) for v in manifest["input"].get("mean", ())),
-        std=tuple(float(v) for v in manifest["input"].get("std", ())),
-        num_classes=int(_field(manifest, "model", "num_classes", path=manifest_path)),
+        mean=_numbers(manifest["input"].get("mean"), "input.mean", manifest_path),
+        std=_numbers(manifest["input"].get("std"), "input.std", manifest_path, positive=True),
+        num_classes=_count(_field(manifest, "model", "num_classes", path=manifest_path), "model.num_classes",
+                           manifest_path),
         checkpoint=ckpt_path,
         checkpoint_sha256=ckpt_sha if isinstance(ckpt_sha, str) else None,
     )

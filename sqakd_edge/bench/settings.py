@@ -6,6 +6,8 @@ Units are explicit in the names: warm-up and timed work are counted in *iteratio
 
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import dataclass
 
@@ -85,8 +87,8 @@ class BenchConfig:
             raise ConfigError("give --iters N (timed iterations) or --duration S (seconds)")
         if self.iters is not None and self.iters < 1:
             raise ConfigError(f"--iters must be a positive number of timed iterations, got {self.iters}")
-        if self.duration_s is not None and not self.duration_s > 0:
-            raise ConfigError(f"--duration must be a positive number of seconds, got {self.duration_s}")
+        if self.duration_s is not None and not (self.duration_s > 0 and math.isfinite(self.duration_s)):
+            raise ConfigError(f"--duration must be a positive, finite number of seconds, got {self.duration_s}")
         if self.round_iters < 1:
             raise ConfigError(f"round_iters must be at least 1, got {self.round_iters}")
         if self.data_limit is not None and self.data_limit < 1:

@@ -7,7 +7,6 @@ Units are explicit in the names: warm-up and timed work are counted in *iteratio
 from __future__ import annotations
 
 import math
-
 import os
 from dataclasses import dataclass
 

@@ -49,7 +49,7 @@ JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 BANNER = re.compile(r"\[TensorRT v(\d+)\]")
 # trtexec's and TensorRT's generic follow-ups after the real cause of a failure
 GENERIC = re.compile(r"Engine could not be created|Error Code 2: Internal Error \(Assertion|Assertion engine"
-                     r"|Network validation failed|Engine set up failed|buildSerializedNetwork|FAILED TensorRT\.trtexec"
+                     r"|Network validation failed|Engine set up failed|engine != nullptr|FAILED TensorRT\.trtexec"
                      r"|Failed to create engine", re.IGNORECASE)
 
 

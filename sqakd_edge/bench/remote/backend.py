@@ -252,7 +252,8 @@ class RemoteBackend:
         check_graphs_for_device(job.bundle.manifest, graphs, self.target.profile)
         run = run_device_bench(graphs, self.target, self.ssh, self.options, batches=config.batches,
                                warmup_iters=config.warmup_iters, iters=config.iters, seed=config.seed,
-                               progress=self.progress, inputs=inputs)
+                               progress=self.progress, inputs=inputs,
+                               input_spec=f"{job.bundle.input_name}:{'x'.join(map(str, job.bundle.input_shape))}")
         self.last_run = run
         measurements = [Measurement(**{**m, "samples_ms": np.asarray(m["samples_ms"], dtype=float)})
                         for m in measurements_from_document(run.document)]

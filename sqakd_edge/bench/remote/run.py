@@ -185,6 +185,7 @@ def run_device_bench(
     seed: int = 0,
     progress: Progress | None = None,
     inputs: Any = None,
+    input_spec: str | None = None,
 ) -> DeviceRun:
     """Upload the device program and graphs, run it, and return its document.
 
@@ -199,6 +200,7 @@ def run_device_bench(
         seed: seed of the device's random inputs.
         inputs: float32 N x C x H x W real inputs (``--data``): each graph's outputs on them come back, for
             the three-way parity (device engine vs ONNX Runtime vs PyTorch).
+        input_spec: ``NAME:CxHxW`` of the graphs' input (trtexec needs it for a dynamic batch).
         progress: receives one line at a time (the device program's stderr, and our own steps).
 
     Returns:
@@ -246,6 +248,8 @@ def run_device_bench(
         argv.append("--tegrastats")
     if inputs_rel is not None:
         argv += ["--inputs", f"{cache}/{inputs_rel}"]
+    if input_spec:
+        argv += ["--input", input_spec]
     if options.docker_image:
         # as the user who owns the cache, so engines and timing caches a container wrote can later be replaced
         # by a bare-metal run (a root container would leave root-owned files in the user's cache)

@@ -34,8 +34,8 @@ DEFAULT_WORKSPACE_MIB = 256
 MIN_VERSION = (8, 2)  # the engine inspector (the precision each layer ran in) and DETAILED profiling
 
 # TensorRT logs these after the real cause of a failed build; they never say why (8.3, 8.5, 10.x logs).
-GENERIC_ERRORS = re.compile(r"Assertion engine\b|Engine could not be created|Error Code 2: Internal Error \(Assertion"
-                            r"|Network validation failed|Builder failed while|engine != nullptr",
+GENERIC_ERRORS = re.compile(r"Assertion (?:engine|enginePtr) != nullptr failed|Engine could not be created"
+                            r"|Building engine failed|Network validation failed|Builder failed while",
                             re.IGNORECASE)
 
 

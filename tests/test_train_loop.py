@@ -238,3 +238,13 @@ def test_best_checkpoint_copy_does_not_follow_a_planted_link(tmp_path, float_mod
         progress=False, log=_quiet)
     assert victim.read_text() == "precious"
     assert not (out / "best.pt").is_symlink() and load_checkpoint(out / "best.pt")["kind"] == "fp"
+
+
+def test_a_run_that_fails_before_writing_anything_leaves_no_empty_folder(tmp_path, float_model, toy_meta):
+    data = _data()
+    broken = RunData(_BrokenAfter(data.train, clean=0), data.held_out, data.test, True, {"spec": "toy"})
+    out = tmp_path / "new-run"
+    with pytest.raises(DataError):
+        fit(float_model, broken, TrainConfig(method="fp", **{**FAST, "epochs": 1}), out, model_meta=toy_meta,
+            progress=False, log=_quiet)
+    assert not out.exists()

@@ -225,12 +225,16 @@ def fit(student: nn.Module, data: RunData, config: TrainConfig, out_dir: str | P
     """
     info = dist_info or DistInfo()
     out = Path(out_dir)
+    existed = out.exists()
     aside = _set_aside(out, force, resume, info)
     try:
         result = _fit(student, data, config, out, force=force, resume=resume, dist_info=dist_info, **kwargs)
     except BaseException:
         if aside is not None:
             _settle_aside(aside, out, failed=True)
+        if not existed and info.is_main:  # a run that failed before writing anything leaves no empty folder
+            with contextlib.suppress(OSError):
+                out.rmdir()
         raise
     if aside is not None:
         _settle_aside(aside, out, failed=False)

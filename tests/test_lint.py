@@ -313,3 +313,17 @@ def test_export_tidy_up_folds_identity_and_constants():
     drop_unused_initializers(m)
     assert not [n for n in m.graph.node if n.op_type in ("Constant",) or n.name == "shared_scale_identity"]
     assert lint_model(m) == []
+
+
+def test_cycles_are_one_finding_not_a_hang_or_a_recursion_error():
+    """A BatchNorm cycle used to hang at 100 % CPU and an Identity cycle to raise RecursionError."""
+    for op in ("Identity", "BatchNormalization"):
+        g = G()
+        s = g.init(np.asarray(0.1, np.float32))
+        zp = g.init(np.asarray(0, np.int8))
+        g.nodes.append(helper.make_node(op, ["loop_b"], ["loop_a"], name="a"))
+        g.nodes.append(helper.make_node(op, ["loop_a"], ["loop_b"], name="b"))
+        q = g.node("QuantizeLinear", ["loop_a", s, zp], name="q")
+        m = g.model(g.node("DequantizeLinear", [q, s, zp], name="dq"))
+        found = lint_model(m)
+        assert [f.rule for f in found] == ["graph-cycle"] and found[0].severity == "error", found

@@ -6,6 +6,7 @@ build but run slower (unfused Q/DQ), per TensorRT's Q/DQ placement recommendatio
 
 Rules (id: severity under ``tensorrt`` / under ``onnxruntime``):
 
+- ``graph-cycle``: a node on a cycle (not an ONNX graph; nothing else is checked): error / error.
 - ``opset``: Q/DQ below opset 13 (no per-channel axis): error / error; above 13: warning (TensorRT 8.2,
   the last on Jetson Nano, reads up to 13) / -.
 - ``opset-device``: above the device's highest opset (``max_opset``; 13 for TensorRT 8.2): error / -.
@@ -118,12 +119,30 @@ class _Graph:
 
     def constant(self, tensor: str, *, through_identity: bool = True) -> np.ndarray | None:
         """The value of a constant tensor (an initializer or Constant output; optionally through Identity)."""
-        if tensor in self.constants:
-            return self.constants[tensor]
-        node = self.producer.get(tensor)
-        if through_identity and node is not None and node.op_type == "Identity":
-            return self.constant(node.input[0])
-        return None
+        seen: set[str] = set()
+        while tensor not in self.constants:
+            node = self.producer.get(tensor)
+            if not (through_identity and node is not None and node.op_type == "Identity" and node.input) \
+                    or tensor in seen:
+                return None
+            seen.add(tensor)
+            tensor = node.input[0]
+        return self.constants[tensor]
+
+    def cycle_node(self) -> Any:
+        """A node on a cycle, else None (ONNX graphs are acyclic; a cycle would make walks loop)."""
+        indegree = {id(n): sum(1 for i in n.input if i in self.producer) for n in self.nodes}
+        ready = [n for n in self.nodes if indegree[id(n)] == 0]
+        done = 0
+        while ready:
+            n = ready.pop()
+            done += 1
+            for o in n.output:
+                for c in self.consumers.get(o, []):
+                    indegree[id(c)] -= sum(1 for i in c.input if i == o)
+                    if indegree[id(c)] == 0:
+                        ready.append(c)
+        return None if done == len(self.nodes) else next(n for n in self.nodes if indegree[id(n)] > 0)
 
     def attr(self, node: Any, name: str, default: Any = None) -> Any:
         for a in node.attribute:
@@ -135,7 +154,9 @@ class _Graph:
     def origin_through(self, tensor: str, ops: tuple[str, ...]) -> Any:
         """The first producer of ``tensor`` that is not one of ``ops`` (walking back through input 0)."""
         node = self.producer.get(tensor)
-        while node is not None and node.op_type in ops and node.input:
+        seen: set[int] = set()
+        while node is not None and node.op_type in ops and node.input and id(node) not in seen:
+            seen.add(id(node))
             node = self.producer.get(node.input[0])
         return node
 
@@ -202,6 +223,10 @@ def lint_model(model: Any, target: str = "tensorrt", max_opset: int | None = Non
     def add(rule: str, severity: str, node: str, message: str, fix: str) -> None:
         findings.append(Finding(rule, severity, node, message, fix))
 
+    cyclic = g.cycle_node()
+    if cyclic is not None:  # every rule below walks the graph; a cycle is not an ONNX graph
+        return [Finding("graph-cycle", "error", g.name(cyclic), f"the graph has a cycle through {cyclic.op_type} "
+                        f"'{g.name(cyclic)}' (ONNX graphs are acyclic)", "re-export the model; the file is corrupt")]
     qdq = [n for n in g.nodes if n.op_type in QDQ_OPS]
     opset = next((int(i.version) for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
     if qdq and opset < 13:

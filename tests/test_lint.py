@@ -327,3 +327,25 @@ def test_cycles_are_one_finding_not_a_hang_or_a_recursion_error():
         m = g.model(g.node("DequantizeLinear", [q, s, zp], name="dq"))
         found = lint_model(m)
         assert [f.rule for f in found] == ["graph-cycle"] and found[0].severity == "error", found
+
+
+def test_malformed_qdq_nodes_and_constants_are_findings_not_tracebacks():
+    cases = []
+    g = G()
+    q = g.node("QuantizeLinear", [], name="q_no_inputs")
+    cases.append((g.model(g.node("Relu", [q])), "malformed-node"))
+    g = G()
+    s, zp = g.init(np.asarray(0.1, np.float32)), g.init(np.asarray(0, np.int8))
+    q = g.node("QuantizeLinear", [g.node("Relu", ["x"]), s, zp], name="q_text_axis", axis=0)
+    q_node = g.nodes[-1]
+    q_node.attribute[0].CopyFrom(helper.make_attribute("axis", "one"))
+    cases.append((g.model(g.node("DequantizeLinear", [q, s, zp])), "malformed-node"))
+    g = G()
+    bad = TensorProto(name="bad_scale", data_type=TensorProto.FLOAT, dims=[4], raw_data=b"\x00\x01")  # 2 of 16 bytes
+    g.inits.append(bad)
+    zp = g.init(np.asarray(0, np.int8))
+    q = g.node("QuantizeLinear", [g.node("Relu", ["x"]), "bad_scale", zp], name="q_bad_raw")
+    cases.append((g.model(g.node("DequantizeLinear", [q, "bad_scale", zp])), "malformed-initializer"))
+    for model, rule in cases:
+        found = {f.rule: f for f in lint_model(model)}
+        assert rule in found and found[rule].severity == "error", (rule, list(found))

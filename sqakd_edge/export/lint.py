@@ -6,6 +6,8 @@ build but run slower (unfused Q/DQ), per TensorRT's Q/DQ placement recommendatio
 
 Rules (id: severity under ``tensorrt`` / under ``onnxruntime``):
 
+- ``malformed-node`` / ``malformed-initializer``: a Q/DQ node or a constant no exporter writes (no inputs, a
+  text axis or scale, undecodable data): error / error.
 - ``graph-cycle``: a node on a cycle (not an ONNX graph; nothing else is checked): error / error.
 - ``opset``: Q/DQ below opset 13 (no per-channel axis): error / error; above 13: warning (TensorRT 8.2,
   the last on Jetson Nano, reads up to 13) / -.
@@ -86,6 +88,9 @@ class Finding:
                 "fix": self.fix}
 
 
+_ATTRIBUTE_INT = 2  # onnx.AttributeProto.INT
+
+
 class _Graph:
     """Producers, consumers and constant values of an ONNX graph."""
 
@@ -105,8 +110,12 @@ class _Graph:
                     self.consumers[i].append(n)
         self.initializers = {i.name: i for i in self.graph.initializer}
         self.constants: dict[str, np.ndarray] = {}
+        self.unreadable: dict[str, str] = {}  # initializers whose data cannot be decoded, and why
         for name, init in self.initializers.items():
-            self.constants[name] = numpy_helper.to_array(init)
+            try:
+                self.constants[name] = numpy_helper.to_array(init)
+            except Exception as exc:  # noqa: BLE001 (bad raw_data, unknown type: reported as a finding)
+                self.unreadable[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         for n in self.nodes:
             if n.op_type == "Constant":
                 for a in n.attribute:
@@ -227,6 +236,9 @@ def lint_model(model: Any, target: str = "tensorrt", max_opset: int | None = Non
     if cyclic is not None:  # every rule below walks the graph; a cycle is not an ONNX graph
         return [Finding("graph-cycle", "error", g.name(cyclic), f"the graph has a cycle through {cyclic.op_type} "
                         f"'{g.name(cyclic)}' (ONNX graphs are acyclic)", "re-export the model; the file is corrupt")]
+    for name, why in g.unreadable.items():
+        add("malformed-initializer", "error", name, f"initializer '{name}' cannot be decoded ({why})",
+            "re-export the model; the file is corrupt")
     qdq = [n for n in g.nodes if n.op_type in QDQ_OPS]
     opset = next((int(i.version) for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
     if qdq and opset < 13:
@@ -239,8 +251,23 @@ def lint_model(model: Any, target: str = "tensorrt", max_opset: int | None = Non
         add("opset", "warning", "graph", f"opset {opset}: TensorRT 8.2 (JetPack 4.6, Jetson Nano) reads up to opset 13",
             "export with --opset 13 to deploy on JetPack 4.6")
 
+    fix = "re-export the model; QuantizeLinear/DequantizeLinear take (x, scale[, zero_point]), an int axis"
+    wellformed = []
     for n in qdq:
-        _lint_qdq_node(g, n, trt, add)
+        if len(n.input) < 2 or not n.input[0] or len(n.output) != 1:
+            add("malformed-node", "error", g.name(n), f"{n.op_type} has {len(n.input)} input(s) and "
+                f"{len(n.output)} output(s)", fix)
+            continue
+        if any(a.name == "axis" and a.type != _ATTRIBUTE_INT for a in n.attribute):
+            add("malformed-node", "error", g.name(n), f"{n.op_type} has a non-integer axis", fix)
+            continue
+        try:
+            _lint_qdq_node(g, n, trt, add)
+        except (IndexError, ValueError, TypeError, KeyError) as exc:  # a node no exporter writes
+            add("malformed-node", "error", g.name(n), f"{n.op_type} is malformed ({type(exc).__name__}: {exc})", fix)
+            continue
+        wellformed.append(n)
+    qdq = wellformed
     if trt:
         _lint_placement(g, qdq, add)
     order = {"error": 0, "warning": 1}

@@ -108,3 +108,11 @@ def test_what_the_device_lacks_decides_the_runner_and_the_hint_is_the_profiles()
         remote.run._check_modules(_report(numpy=1, tensorrt=1), "orin", "python3",
                                   devices.load_profile("jetson-orin-nano"), None)
     assert remote.run._check_modules(_report(numpy=1, tensorrt=1, pycuda=1), "nano", "python3", nano, None) == []
+
+
+def test_device_output_that_mentions_ssh_words_is_not_taken_for_an_ssh_failure():
+    ssh = remote.SshTarget(host="me@nano")
+    program = remote._Completed(1, b"", ["open /dev/nvhost-ctrl: Permission denied", "cudaMalloc timed out"])
+    assert remote.ssh._ssh_failure(program, ssh, "running the device program") is None
+    refused = remote._Completed(255, b"", ["me@nano: Permission denied (publickey)."])
+    assert "refused the SSH key" in str(remote.ssh._ssh_failure(refused, ssh, "checking"))

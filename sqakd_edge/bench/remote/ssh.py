@@ -104,6 +104,8 @@ def _ssh_failure(done: _Completed, ssh: SshTarget, what: str, program_ran: bool 
     ``program_ran``: the command is one whose death by a signal ssh also reports as 255 (it then prints none
     of its own messages), so an unexplained 255 is left to the caller.
     """
+    if done.rc != 255:  # ssh's own failures exit 255; other text on stderr is the remote program's
+        return None
     text = "\n".join(done.stderr)
     host = ssh.where
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
@@ -123,8 +125,6 @@ def _ssh_failure(done: _Completed, ssh: SshTarget, what: str, program_ran: bool 
         return RemoteError(f"cannot resolve host name {ssh.host!r}; check --host or your ~/.ssh/config")
     if "timed out" in text.lower():
         return RemoteError(f"cannot connect to {host}: the connection timed out (is the device on and reachable?)")
-    if done.rc != 255:
-        return None
     if any(k in text for k in ("closed by remote host", "Connection reset", "Broken pipe", "Timeout, server",
                                "Connection closed", "connection closed")):
         return RemoteError(f"the connection to {host} dropped while {what}; nothing was written locally, and a "

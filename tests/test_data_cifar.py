@@ -168,3 +168,21 @@ def test_label_out_of_range(tmp_path):
     _dump(folder / "data_batch_1", batch)
     with pytest.raises(DataError, match=r"labels must lie in 0..9"):
         open_dataset(f"cifar10:{tmp_path}")
+
+
+def test_a_cifar_root_without_test_batch_says_so_in_the_training_log(tmp_path):
+    from sqakd_edge.config import TrainConfig
+    from sqakd_edge.models import create_model
+    from sqakd_edge.train.api import open_run_data
+    from sqakd_edge.train.loop import fit
+
+    folder = write_cifar10(tmp_path)
+    (folder / "test_batch").unlink()
+    config = TrainConfig(method="fp", epochs=1, batch_size=4, val_fraction=0.2)
+    data = open_run_data(f"cifar10:{tmp_path}", config)
+    assert data.test is None and "test_batch" in data.meta["test_missing"]
+    lines: list[str] = []
+    fit(create_model("resnet20", num_classes=10, in_channels=3), data, config, tmp_path / "run",
+        model_meta={"name": "resnet20", "num_classes": 10, "in_channels": 3, "input_size": 32}, progress=False,
+        log=lines.append)
+    assert any(line.startswith("note: no test split") and "test_batch" in line for line in lines), lines

@@ -42,16 +42,18 @@ def open_run_data(spec: str, config: TrainConfig, contract: InputContract | None
 
     train = open_dataset(spec, "train", augment=config.augment, contract=contract, skip_corrupt=skip_corrupt)
     plain = open_dataset(spec, "train", augment=False, contract=contract, skip_corrupt=skip_corrupt)
-    test = None
+    test, test_missing = None, None
     if train.labelled:
         try:
             test = open_dataset(spec, "test", augment=False, contract=contract, skip_corrupt=skip_corrupt).dataset
-        except DataError:
-            test = None  # e.g. a folder of images with no test split
+        except DataError as exc:  # e.g. a folder of images, or a CIFAR root without test_batch: said in the log
+            test, test_missing = None, str(exc).splitlines()[0]
     train_part, held_out = split_held_out(train.dataset, plain.dataset, config.val_fraction, config.seed)
     meta = {"spec": spec, "name": train.name, "mean": list(train.mean), "std": list(train.std),
             "in_channels": train.in_channels, "input_size": train.input_size, "num_classes": train.num_classes,
             "labelled": train.labelled}
+    if test_missing:
+        meta["test_missing"] = test_missing
     return RunData(train_part, held_out, test, train.labelled, meta)
 
 

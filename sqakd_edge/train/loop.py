@@ -331,6 +331,9 @@ def _fit(
         raise DataError(f"the training split has {n_train} examples, fewer than one batch of {config.batch_size}; "
                         "lower --batch-size or add data")
     resume_from = _prepare_out_dir(out, resume=resume, force=force, info=info)
+    if info.is_main and data.labelled and data.test is None and data.meta.get("test_missing"):
+        log(f"note: no test split ({data.meta['test_missing']}); test accuracy is not reported, selection uses "
+            "the held-out part of the training data")
 
     torch.manual_seed(config.seed + info.rank)
     student.to(device)

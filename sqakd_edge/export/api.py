@@ -156,7 +156,16 @@ def _versions() -> dict[str, str]:
 
 
 def _prepare_out(out_dir: Path, force: bool) -> Path:
-    """Check the output folder can be written; return its parent (where the temp dir goes)."""
+    """Check the output folder can be written; return its parent (where the temp dir goes).
+
+    Leftovers of a killed export are tidied first: an old export it had moved aside comes back if nothing
+    replaced it, and its stale temp folders go.
+    """
+    from ..stale import remove_stale, restore_set_aside
+
+    parent_dir = out_dir.expanduser().resolve().parent
+    restore_set_aside(parent_dir, f".{out_dir.name}.old.*", out_dir.name, inner="d")
+    remove_stale(parent_dir, [f".{out_dir.name}.tmp.*", f".{out_dir.name}.probe.*"])
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"--out {out_dir} is a file; pass a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from .. import __version__
 from ..config import QuantConfig, TrainConfig, from_dict, to_dict
 from ..errors import ConfigError, DataError, TrainingError
+from ..stale import remove_stale, restore_set_aside
 from .checkpoint import FORMAT, VERSION, atomic_write_bytes, load_checkpoint, save_checkpoint
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, device_for, gather_objects
 from .ewgs import update_ewgs_deltas
@@ -226,6 +227,12 @@ def fit(student: nn.Module, data: RunData, config: TrainConfig, out_dir: str | P
     info = dist_info or DistInfo()
     out = Path(out_dir)
     existed = out.exists()
+    if info.is_main and existed:  # leftovers of a killed run here: its set-aside run back, its temp files gone
+        restored = restore_set_aside(out, ".replaced-run.*", "last.pt")
+        if restored:
+            kwargs.get("log", print)(f"note: restored {', '.join(restored)} that a killed 'train --force' had set "
+                                     "aside")
+        remove_stale(out, [f".{name}.*.tmp" for name in RUN_FILES])
     aside = _set_aside(out, force, resume, info)
     try:
         result = _fit(student, data, config, out, force=force, resume=resume, dist_info=dist_info, **kwargs)

@@ -248,3 +248,28 @@ def test_a_run_that_fails_before_writing_anything_leaves_no_empty_folder(tmp_pat
         fit(float_model, broken, TrainConfig(method="fp", **{**FAST, "epochs": 1}), out, model_meta=toy_meta,
             progress=False, log=_quiet)
     assert not out.exists()
+
+
+def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last_good_one(tmp_path, float_model, toy_meta,
+                                                                                monkeypatch):
+    import errno
+
+    import sqakd_edge.train.checkpoint as checkpoint
+
+    real_save, calls = torch.save, {"n": 0}
+
+    def save_until_full(obj, f, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second epoch's checkpoint: the disk is full
+            f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save_until_full)
+    with pytest.raises(TrainingError) as err:
+        fit(float_model, _data(), TrainConfig(method="fp", **FAST), tmp_path, model_meta=toy_meta, progress=False,
+            log=_quiet)
+    text = str(err.value)
+    assert "\n" not in text and "No space left on device" in text and "epoch 1) is kept" in text
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1  # the last good checkpoint is intact
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no half-written temp file

@@ -492,10 +492,18 @@ def _fit(
             ckpt = {**header, "state_dict": student.state_dict(), "optimizer": optimizer.state_dict(),
                     "epoch": epoch + 1, "step": step, "history": history, "best": best,
                     "rng": {"torch": rng_states[0], "torch_per_rank": rng_states}}
-            save_checkpoint(ckpt, last_path)
-            if improved:
-                _copy_atomic(last_path, best_path)
-            _write_metrics(out, history)
+            kept = last_path.exists()
+            try:
+                save_checkpoint(ckpt, last_path)
+                if improved:
+                    _copy_atomic(last_path, best_path)
+                _write_metrics(out, history)
+            except (OSError, RuntimeError) as exc:  # ENOSPC, or torch's "PytorchStreamWriter failed writing file"
+                reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+                raise TrainingError(
+                    f"cannot write the epoch {epoch + 1} checkpoint to {out} ({reason}); "
+                    + (f"the last good checkpoint {last_path} (epoch {epoch}) is kept: free space and --resume"
+                       if kept else "nothing was saved yet: free space and start again")) from None
             log(_epoch_line(row, config))
     seconds = time.perf_counter() - start
     result = FitResult(out, best_path, last_path, history, best, seconds)

@@ -298,7 +298,8 @@ def build_or_load(trt, path, sha, precision, batch, workspace_mib, cache_dir, pl
     The record (``KEY.json``, written after the engine) keeps the input shape and the builder's branches,
     so a cached engine needs nothing but TensorRT; without it the shape is read from the engine itself.
     """
-    key = trt_engine.engine_cache_key(sha, trt, cache_settings(trt, platform, precision, batch, workspace_mib))
+    key = trt_engine.engine_cache_key(sha, trt.__version__, cache_settings(trt, platform, precision, batch,
+                                                                           workspace_mib))
     engine_path = os.path.join(cache_dir, key + ".engine")
     record_path = os.path.join(cache_dir, key + ".json")
     info = {"file": engine_path, "cache_key": key}
@@ -429,7 +430,7 @@ def time_trtexec(trtexec, version, path, sha, precision, batch, args, platform, 
     settings = {"runner": "trtexec", "program": PROGRAM_VERSION, "precision": precision, "batch": batch,
                 "workspace_mib": args.workspace_mib, "l4t": platform.get("l4t"), "jetpack": platform.get("jetpack"),
                 "strongly_typed": tuple(version[:2]) >= (11, 0)}
-    key = trt_engine.engine_cache_key(sha, _TrtexecVersion(version), settings)
+    key = trt_engine.engine_cache_key(sha, "%d.%d.%d" % tuple(version[:3]), settings)
     engine_path = os.path.join(args.cache_dir, key + ".engine")
     facts = trtexec_runner.bench_with_trtexec(
         trtexec, path, precision, args.cache_dir, engine_path, version, batch=batch, input_name=name,
@@ -453,13 +454,6 @@ def time_trtexec(trtexec, version, path, sha, precision, batch, args, platform, 
     result["precision_ran"] = (precision_ran_from_layers(requested, layers) if layer_info else
                                "unverified (no per-layer report from trtexec)")
     return result
-
-
-class _TrtexecVersion(object):
-    """What ``engine_cache_key`` reads of a TensorRT module (its version), for trtexec's TensorRT."""
-
-    def __init__(self, version):
-        self.__version__ = "%d.%d.%d" % tuple(version[:3])
 
 
 def parse_input_spec(text):
@@ -650,9 +644,9 @@ def bench(args):
                     _failed(run, runtime, exc)
                     continue
                 timers[index], runs_by_key[index] = timer, run
+            sizes = round_sizes(args.iters, rounds)
             log("batch %d: timing %d engine(s) in %d alternating round(s) of %s iterations" % (
-                batch, len(timers), len(round_sizes(args.iters, rounds)), "/".join(
-                    str(n) for n in round_sizes(args.iters, rounds))))
+                batch, len(timers), len(sizes), "/".join(str(n) for n in sizes)))
             results, errors = run_rounds(timers, args.iters, rounds)
             for index, exc in errors.items():
                 _failed(runs_by_key[index], runtime, exc)

@@ -100,14 +100,15 @@ def sha256_bytes(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def engine_cache_key(onnx_sha256, trt, settings):
+def engine_cache_key(onnx_sha256, tensorrt_version, settings):
     """The engine cache key: an engine is valid only for the same graph, TensorRT, device and settings.
 
+    ``tensorrt_version``: the version text of the TensorRT that builds it (Python bindings or trtexec).
     ``settings`` holds everything else the engine depends on: GPU name and compute capability, CUDA and
     JetPack/L4T versions, the device program's version, precision, batch, workspace and the builder's
     network flags (strongly typed or not). It is hashed as sorted JSON.
     """
-    text = json.dumps({"onnx": onnx_sha256, "tensorrt": str(trt.__version__), "settings": settings},
+    text = json.dumps({"onnx": onnx_sha256, "tensorrt": str(tensorrt_version), "settings": settings},
                       sort_keys=True, default=str)
     return sha256_bytes(text.encode("utf-8"))[:32]
 

@@ -358,6 +358,16 @@ def _export_dir(graphs: dict[str, Path], folder: Path) -> Path:
     return folder
 
 
+def _loopback_inventory(sshd, tmp_path, profile: str) -> Path:
+    """An inventory file naming the loopback sshd as device ``loop`` of ``profile``."""
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"schema": "sqakd-edge.inventory", "schema_version": 1, "devices": {"loop": {
+        "host": f"{getpass.getuser()}@127.0.0.1", "port": sshd.port, "profile": profile,
+        "identity_file": str(sshd.key), "known_hosts_file": str(sshd.known_hosts),
+        "remote_python": sys.executable, "remote_cache": str(tmp_path / "remote-cache")}}}))
+    return inventory
+
+
 def test_bench_cli_on_the_loopback_device_writes_a_report(sshd, graphs, tmp_path):
     pytest.importorskip("sqakd_edge.bench.api", reason="needs the bench package (run_bench) merged")
     from click.testing import CliRunner
@@ -365,11 +375,7 @@ def test_bench_cli_on_the_loopback_device_writes_a_report(sshd, graphs, tmp_path
     from sqakd_edge.cli import main
 
     export = _export_dir(graphs, tmp_path / "export")
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps({"schema": "sqakd-edge.inventory", "schema_version": 1, "devices": {"loop": {
-        "host": f"{getpass.getuser()}@127.0.0.1", "port": sshd.port, "profile": "jetson-nano",
-        "identity_file": str(sshd.key), "known_hosts_file": str(sshd.known_hosts),
-        "remote_python": sys.executable, "remote_cache": str(tmp_path / "remote-cache")}}}))
+    inventory = _loopback_inventory(sshd, tmp_path, "jetson-nano")
     out = tmp_path / "bench"
     env = {"SQAKD_EDGE_INVENTORY": str(inventory)}
     result = CliRunner().invoke(main, ["bench", str(export), "--device", "loop", "--iters", "5", "--warmup", "1",
@@ -426,11 +432,7 @@ def test_three_way_parity_on_real_inputs_sent_with_the_job(sshd, graphs, tmp_pat
     from sqakd_edge.cli import main
 
     export = _export_dir(graphs, tmp_path / "export")
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps({"schema": "sqakd-edge.inventory", "schema_version": 1, "devices": {"loop": {
-        "host": f"{getpass.getuser()}@127.0.0.1", "port": sshd.port, "profile": "jetson-xavier-nx",
-        "identity_file": str(sshd.key), "known_hosts_file": str(sshd.known_hosts),
-        "remote_python": sys.executable, "remote_cache": str(tmp_path / "remote-cache")}}}))
+    inventory = _loopback_inventory(sshd, tmp_path, "jetson-xavier-nx")
     out = tmp_path / "bench"
     result = CliRunner().invoke(main, ["bench", str(export), "--device", "loop", "--iters", "3", "--warmup", "1",
                                        "--data", "embedded", "--out", str(out), "--no-plot", "--quiet"],

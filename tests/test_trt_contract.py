@@ -642,10 +642,11 @@ def test_the_second_run_needs_no_onnx_package(monkeypatch, tmp_path):
 def test_the_cache_key_holds_program_version_builder_settings_and_platform():
     trt = make_tensorrt("10.3.0")
     base = {"program": "2", "jetpack": "6.1", "cuda_runtime": "12.6", "precision": "fp16", "strongly_typed": False}
-    key = trt_engine.engine_cache_key("abc", trt, base)
+    key = trt_engine.engine_cache_key("abc", trt.__version__, base)
     for field, other in (("program", "3"), ("jetpack", "6.2"), ("cuda_runtime", "12.2"), ("strongly_typed", True)):
-        assert trt_engine.engine_cache_key("abc", trt, {**base, field: other}) != key, field
-    assert trt_engine.engine_cache_key("abc", trt, dict(base)) == key
+        assert trt_engine.engine_cache_key("abc", trt.__version__, {**base, field: other}) != key, field
+    assert trt_engine.engine_cache_key("abc", trt.__version__, dict(base)) == key
+    assert trt_engine.engine_cache_key("abc", "10.4.0", base) != key  # another TensorRT
 
 
 @pytest.mark.parametrize("precision,half,expected", [("fp32", False, "fp32"), ("fp16", True, "fp16"),

@@ -99,9 +99,11 @@ def _local_references(job: Any, inputs: np.ndarray) -> dict[str, np.ndarray]:
     from ...export.parity import run as ort_run
     from ...export.parity import session
 
+    used = {ort for ort, _ in _PARITY_REFERENCES.values()}
     refs: dict[str, np.ndarray] = {}
     for key, graph in job.bundle.graphs.items():
-        refs[f"ort:{key}"] = ort_run(session(graph.path.read_bytes(), "off"), inputs)
+        if f"ort:{key}" in used:
+            refs[f"ort:{key}"] = ort_run(session(graph.path.read_bytes(), "off"), inputs)
     manifest = job.bundle.manifest
     try:
         import torch
@@ -110,18 +112,21 @@ def _local_references(job: Any, inputs: np.ndarray) -> dict[str, np.ndarray]:
         from ...train.checkpoint import build_model_from_checkpoint, file_sha256, load_checkpoint
     except ImportError:
         return refs
+
+    def logits(model: Any) -> np.ndarray:
+        with torch.no_grad():
+            return model.eval()(torch.from_numpy(inputs)).numpy()
+
     sources = {"pytorch:student": manifest.get("checkpoint"), "pytorch:float": manifest.get("teacher")}
     for key, entry in sources.items():
         path = Path(entry["file"]) if isinstance(entry, dict) and entry.get("file") else None
         if path is None or not path.is_file() or file_sha256(path) != entry.get("sha256"):
             continue
-        model = build_model_from_checkpoint(load_checkpoint(path)).eval()
-        if key == "pytorch:student" and "pytorch:float" not in refs and manifest.get("teacher") is None:
-            with torch.no_grad():  # no teacher exported: the FP32 graph is the student with quantizers off
-                refs["pytorch:float"] = to_float(build_model_from_checkpoint(load_checkpoint(path))).eval()(
-                    torch.from_numpy(inputs)).numpy()
-        with torch.no_grad():
-            refs[key] = model(torch.from_numpy(inputs)).numpy()
+        checkpoint = load_checkpoint(path)
+        refs[key] = logits(build_model_from_checkpoint(checkpoint))
+        if key == "pytorch:student" and manifest.get("teacher") is None:
+            # no teacher exported: the FP32 graph is the student with its quantizers off
+            refs["pytorch:float"] = logits(to_float(build_model_from_checkpoint(checkpoint)))
     return refs
 
 

@@ -184,18 +184,8 @@ def _prepare_out_dir(out_dir: Path, *, resume: bool, force: bool, info: DistInfo
 
 def _copy_atomic(src: Path, dst: Path) -> None:
     """Copy through a fresh temp file (never a fixed name a link could be planted at) and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; best.pt is an ordinary file, like last.pt
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with open(src, "rb") as inp:
+        atomic_write_bytes(dst, lambda out: shutil.copyfileobj(inp, out))
 
 
 def _set_aside(out_dir: Path, force: bool, resume: bool, info: DistInfo) -> Path | None:
@@ -209,16 +199,9 @@ def _set_aside(out_dir: Path, force: bool, resume: bool, info: DistInfo) -> Path
     return aside
 
 
-def _settle_aside(aside: Path, out_dir: Path, failed: bool) -> None:
-    """Drop the old run once the new one has a checkpoint; put it back when the new one failed before that."""
-    if failed and not (out_dir / "last.pt").exists():
-        for path in aside.iterdir():
-            os.replace(path, out_dir / path.name)
-    shutil.rmtree(aside, ignore_errors=True)
-
-
 def fit(student: nn.Module, data: RunData, config: TrainConfig, out_dir: str | Path, *, force: bool = False,
-        resume: bool = False, dist_info: DistInfo | None = None, **kwargs: Any) -> FitResult:
+        resume: bool = False, dist_info: DistInfo | None = None, log: Callable[[str], None] = print,
+        **kwargs: Any) -> FitResult:
     """Train and checkpoint ``student``; see :func:`_fit` for the arguments.
 
     With ``force``, the run already in ``out_dir`` is moved aside first and restored if the new run fails
@@ -230,21 +213,21 @@ def fit(student: nn.Module, data: RunData, config: TrainConfig, out_dir: str | P
     if info.is_main and existed:  # leftovers of a killed run here: its set-aside run back, its temp files gone
         restored = restore_set_aside(out, ".replaced-run.*", "last.pt")
         if restored:
-            kwargs.get("log", print)(f"note: restored {', '.join(restored)} that a killed 'train --force' had set "
-                                     "aside")
+            log(f"note: restored {', '.join(restored)} that a killed 'train --force' had set aside")
         remove_stale(out, [f".{name}.*.tmp" for name in RUN_FILES])
     aside = _set_aside(out, force, resume, info)
     try:
-        result = _fit(student, data, config, out, force=force, resume=resume, dist_info=dist_info, **kwargs)
+        result = _fit(student, data, config, out, force=force, resume=resume, dist_info=dist_info, log=log,
+                      **kwargs)
     except BaseException:
-        if aside is not None:
-            _settle_aside(aside, out, failed=True)
+        if aside is not None:  # the old run comes back unless the new one already wrote its first checkpoint
+            restore_set_aside(out, aside.name, "last.pt")
         if not existed and info.is_main:  # a run that failed before writing anything leaves no empty folder
             with contextlib.suppress(OSError):
                 out.rmdir()
         raise
-    if aside is not None:
-        _settle_aside(aside, out, failed=False)
+    if aside is not None:  # the new run has its checkpoints: the old one goes
+        restore_set_aside(out, aside.name, "last.pt")
     return result
 
 

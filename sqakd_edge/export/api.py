@@ -16,7 +16,6 @@ import platform
 import shutil
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ FP32_FILE = "model.fp32.onnx"
 INT8_FILE = "model.int8.onnx"
 FP16_FILE = "model.fp16.onnx"
 GRAPH_KEYS = {FP32_FILE: "fp32", INT8_FILE: "int8", FP16_FILE: "fp16"}
+GRAPHS = tuple(GRAPH_KEYS.values())  # the manifest's order
 # FP16 rounds every layer: it agrees with float32 like ONNX Runtime's optimised float graph does
 FP16_MIN_TOP1 = 0.99
 MANIFEST_FILE = "manifest.json"
@@ -489,7 +489,7 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
                       "lint": summarize(lint_model(fp_model, config.target))}
     lines.insert(0, summary_line("fp32", parity["fp32"]))
     if config.target == "tensorrt":
-        fp16 = _fp16_graph(float_model, example, config, fp_inputs, fp_reference, fp_labels, float_source)
+        fp16 = _fp16_graph(float_model, example, config, fp_inputs, fp_reference, fp_labels, float_source, log)
         if fp16 is not None:
             payload[FP16_FILE], graphs["fp16"], parity["fp16"] = fp16
             lines.insert(1, summary_line("fp16", parity["fp16"]))
@@ -500,7 +500,7 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
                             "onnx_opt_off": parity["fp32"]["off"]["top1_accuracy"],
                             "onnx_opt_on": parity["fp32"]["on"]["top1_accuracy"]}
         accuracy["data"] = f"{pdata.name} ({pdata.split} split): top-1 on the parity inputs"
-    parity["passed"] = all(parity[k]["passed"] for k in ("fp32", "int8", "fp16") if k in parity)
+    parity["passed"] = all(parity[k]["passed"] for k in GRAPHS if k in parity)
 
     manifest = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
@@ -521,7 +521,7 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
     for line in lines:
         log(line)
     if not parity["passed"] and config.fail_on_parity_miss:
-        missed = [f"{g} ({lvl})" for g in ("fp32", "int8", "fp16") if g in parity for lvl in ("off", "on")
+        missed = [f"{g} ({lvl})" for g in GRAPHS if g in parity for lvl in ("off", "on")
                   if not parity[g][lvl]["passed"]]
         summary = "; ".join(lines[-2:]) if note else lines[-1]
         raise ExportError(f"parity below threshold for {', '.join(missed)}: {summary}; nothing was written "
@@ -535,7 +535,7 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
         for fname, data_bytes in payload.items():
             (tmp / fname).write_bytes(data_bytes)
             graphs[GRAPH_KEYS[fname]].update({"sha256": _sha256(tmp / fname), "bytes": len(data_bytes)})
-        manifest["graphs"] = {k: _ordered(graphs[k]) for k in ("fp32", "int8", "fp16") if k in graphs}
+        manifest["graphs"] = {k: _ordered(graphs[k]) for k in GRAPHS if k in graphs}
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         _commit(tmp, out)
     except BaseException:
@@ -558,12 +558,12 @@ class _Float16(nn.Module):
 
 
 def _fp16_graph(float_model: nn.Module, example: torch.Tensor, config: ExportConfig, inputs: torch.Tensor,
-                reference: torch.Tensor, labels: Any, float_source: str
+                reference: torch.Tensor, labels: Any, float_source: str, log: Callable[[str], None]
                 ) -> tuple[bytes, dict[str, Any], dict[str, Any]] | None:
     """``model.fp16.onnx``: float16 weights and compute, float32 I/O, parity-checked against float32 PyTorch.
 
     TensorRT 11 has no FP16 builder flag (networks are strongly typed): an FP16 engine needs this graph.
-    A model whose operators have no float16 export is left out with a warning, not failed.
+    A model whose operators have no float16 export is left out with a note, not failed.
     """
     from .lint import lint_model, summarize
     from .onnx_io import check_model, to_onnx
@@ -573,8 +573,8 @@ def _fp16_graph(float_model: nn.Module, example: torch.Tensor, config: ExportCon
         model = to_onnx(_Float16(copy.deepcopy(float_model).half().eval()), example, config.opset)
         check_model(model, "fp16")
     except (ExportError, RuntimeError) as exc:
-        log_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        warnings.warn(f"no FP16 graph: {log_line}", stacklevel=2)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log(f"note: no FP16 graph ({reason}); TensorRT 11 will have no FP16 engine of this model")
         return None
     data = model.SerializeToString()
     parity = graph_parity(data, inputs.numpy(), reference.numpy(), ParityThresholds(FP16_MIN_TOP1, FP16_MIN_TOP1),

@@ -48,9 +48,11 @@ def test_unknown_profile_is_a_one_line_error_listing_the_known_ones():
 
 def test_example_inventory_parses():
     entries = devices.parse_inventory(devices.example_inventory_text(), "example")
-    assert entries["nano-lab"].host == "jetson@192.168.1.50" and entries["nano-lab"].port == 22
-    assert entries["xavier-bench"].port is None  # an ~/.ssh/config alias keeps its own port
+    assert entries["nano-lab"].ssh.host == "jetson@192.168.1.50" and entries["nano-lab"].ssh.port == 22
+    assert entries["xavier-bench"].ssh.port is None  # an ~/.ssh/config alias keeps its own port
     assert entries["orin-desk"].docker_image == "sqakd-edge-device:jp6"
+    # an inventory entry is the device record itself: its profile is loaded, its python defaults to the profile's
+    assert entries["nano-lab"].profile.name == "jetson-nano" and entries["nano-lab"].python == "python3"
 
 
 @pytest.mark.parametrize("text,message", [
@@ -62,6 +64,12 @@ def test_example_inventory_parses():
      "device 'a' has unknown profile 'jetson-tx2'"),
     ('{"schema": "sqakd-edge.inventory", "devices": {"a": {"host": "h", "profile": "jetson-nano", "port": 0}}}',
      "invalid port 0"),
+    ('{"schema": "sqakd-edge.inventory", "devices": {"a": {"host": "h", "profile": "jetson-nano", "port": true}}}',
+     "invalid port True"),
+    ('{"schema": "sqakd-edge.inventory", "devices": {"a": {"host": "-oProxyCommand=x", "profile": "jetson-nano"}}}',
+     "is not a host"),
+    ('{"schema": "sqakd-edge.inventory", "devices": {"a": {"host": "h", "profile": "jetson-nano", '
+     '"remote_python": 3}}}', "device 'a' has a bad 'remote_python'"),
 ])
 def test_bad_inventories_are_one_line_errors(text, message):
     with pytest.raises(ConfigError, match=message) as info:
@@ -74,9 +82,14 @@ def test_resolve_device_by_profile_or_inventory_name(tmp_path, monkeypatch):
     inv.write_text(json.dumps({"schema": "sqakd-edge.inventory", "schema_version": 1, "devices": {
         "lab": {"host": "me@10.0.0.5", "port": 2200, "profile": "jetson-nano", "remote_python": "/usr/bin/python3"}}}))
     target = devices.resolve_device("lab", inventory=inv)
-    assert (target.host, target.port, target.profile.name, target.remote_python) == (
+    assert (target.ssh.host, target.ssh.port, target.profile.name, target.python) == (
         "me@10.0.0.5", 2200, "jetson-nano", "/usr/bin/python3")
-    assert devices.resolve_device("lab", host="other", inventory=inv).host == "other"
+    assert target.ssh.strict_host_key_checking
+    # a flag overrides the inventory's value, field by field; what is not given stays the inventory's
+    other = devices.resolve_device("lab", host="other", inventory=inv, identity_file="/k", accept_new_host_key=True,
+                                   docker_image="img")
+    assert (other.ssh.host, other.ssh.port, other.ssh.identity_file, other.ssh.strict_host_key_checking,
+            other.docker_image, other.python) == ("other", 2200, "/k", False, "img", "/usr/bin/python3")
     assert devices.resolve_device("jetson-orin-nano", host="orin", inventory=inv).profile.int8 is True
     with pytest.raises(ConfigError, match="also give --host"):
         devices.resolve_device("jetson-nano", inventory=inv)
@@ -85,7 +98,7 @@ def test_resolve_device_by_profile_or_inventory_name(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="does not exist"):
         devices.resolve_device("lab", inventory=tmp_path / "missing.json")
     monkeypatch.setenv("SQAKD_EDGE_INVENTORY", str(inv))
-    assert devices.resolve_device("lab").host == "me@10.0.0.5"
+    assert devices.resolve_device("lab").ssh.host == "me@10.0.0.5"
 
 
 def test_an_installed_wheel_finds_profiles_inventory_and_device_program(tmp_path):

@@ -139,19 +139,18 @@ def graphs(tmp_path_factory) -> dict[str, Path]:
     return write_tiny_graphs(tmp_path_factory.mktemp("graphs"))
 
 
-def _target(profile: str = "jetson-orin-nano") -> devices.RemoteTarget:
-    return devices.RemoteTarget(name="loopback", profile=devices.load_profile(profile), host="loopback")
+def _target(sshd, tmp_path: Path, profile: str = "jetson-orin-nano", ssh=None, **changes) -> devices.RemoteTarget:
+    """The loopback sshd as a device of ``profile``; ``changes`` set the target's own fields."""
+    values = {"remote_python": sys.executable, "remote_cache": str(tmp_path / "remote-cache"), **changes}
+    return devices.RemoteTarget(name="loopback", profile=devices.load_profile(profile), ssh=ssh or sshd.target(),
+                                **values)
 
 
-def _options(tmp_path: Path, **changes) -> remote.RemoteOptions:
-    values = {"remote_python": sys.executable, "remote_cache": str(tmp_path / "remote-cache")}
-    values.update(changes)
-    return remote.RemoteOptions(**values)
-
-
-def _bench(sshd, graphs, tmp_path, *, ssh=None, target=None, progress=None, **options):
-    return remote.run_device_bench(graphs, target or _target(), ssh or sshd.target(), _options(tmp_path, **options),
-                                   batches=(1, 2), warmup_iters=2, iters=5, progress=progress)
+def _bench(sshd, graphs, tmp_path, *, ssh=None, profile="jetson-orin-nano", progress=None, setup=False,
+           **target_changes):
+    return remote.run_device_bench(graphs, _target(sshd, tmp_path, profile, ssh, **target_changes),
+                                   remote.RemoteOptions(setup=setup), batches=(1, 2), warmup_iters=2, iters=5,
+                                   progress=progress)
 
 
 # --- end to end -------------------------------------------------------------------------------------------
@@ -181,7 +180,7 @@ def test_remote_bench_end_to_end_and_cache_reuse(sshd, graphs, tmp_path):
     assert int8["label"] == "ORT INT8 on the device CPU" and int8["runtime"] == "onnxruntime"
     assert len(int8["samples_ms"]) == 5 and int8["extra_samples_ms"] == {}
     assert remote.comparisons_from_document(doc) == [("fp32", "int8")]
-    block = remote.device_block(run, _target(), sshd.target(), _options(tmp_path))
+    block = remote.device_block(run, _target(sshd, tmp_path))
     assert block["runtime"] == "onnxruntime-fallback" and block["details"]["upload"]["uploaded"] == run.uploaded
     assert block["upload"] == "8 file(s) uploaded, 0 already there" and block["gpu"] is None
     json.dumps(block)
@@ -197,7 +196,7 @@ def test_remote_bench_end_to_end_and_cache_reuse(sshd, graphs, tmp_path):
 
 
 def test_a_device_without_int8_gets_the_stripped_student_uploaded(sshd, graphs, tmp_path):
-    run = _bench(sshd, graphs, tmp_path, target=_target("jetson-nano"))
+    run = _bench(sshd, graphs, tmp_path, profile="jetson-nano")
     assert set(run.prepared) == {"fp32", "int8", "int8-stripped"}
     assert run.prepared["int8-stripped"]["qdq_stripped"] == {"weights": 1, "activations": 1}
     assert len([p for p in run.uploaded if p.startswith("graphs/")]) == 3

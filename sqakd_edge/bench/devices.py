@@ -16,7 +16,9 @@ import importlib
 import importlib.resources
 import json
 import os
-from dataclasses import dataclass, field, fields
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -180,32 +182,89 @@ def load_profile(name: str) -> DeviceProfile:
 
 
 @dataclass(frozen=True)
-class DeviceEntry:
-    """One device of an inventory: how to reach it and which profile it is.
+class SshTarget:
+    """How to reach a device with the system ``ssh``.
 
     Args:
-        name: the device's name in the inventory.
-        host: ``USER@HOST`` or an ``~/.ssh/config`` alias.
-        profile: a shipped profile name.
-        port: SSH port (None: ssh's default or the alias's).
-        identity_file: SSH private key.
+        host: ``USER@HOST``, ``HOST`` or an ``~/.ssh/config`` alias (passed to ssh unchanged).
+        port: SSH port; None leaves it to ``~/.ssh/config`` (default 22).
+        identity_file: a private key (``-i``); None uses the agent / config / default keys.
         known_hosts_file: a known_hosts file instead of ``~/.ssh/known_hosts``.
-        ssh_options: further ``-o Key=Value`` options.
-        remote_python: the interpreter on the device.
-        remote_cache: the cache folder on the device (default ``~/.cache/sqakd-edge``).
-        docker_image: run the device program in this image.
+        strict_host_key_checking: True refuses unknown host keys (the default); False accepts a new host
+            key on first contact (``accept-new``) but still refuses a changed one.
+        connect_timeout_s: seconds to wait for the TCP connection.
+        extra_options: further ``-o Key=Value`` options.
     """
 
-    name: str
     host: str
-    profile: str
     port: int | None = None
     identity_file: str | None = None
     known_hosts_file: str | None = None
-    ssh_options: tuple[str, ...] = ()
+    strict_host_key_checking: bool = True
+    connect_timeout_s: int = 10
+    extra_options: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.host or self.host.startswith("-") or any(c.isspace() for c in self.host):
+            raise ConfigError(f"--host {self.host!r} is not a host: give USER@HOST or an ~/.ssh/config alias")
+        if self.port is not None and not 0 < self.port < 65536:
+            raise ConfigError(f"SSH port must be 1-65535, got {self.port}")
+
+    @property
+    def where(self) -> str:
+        """The host (and port) for messages."""
+        return self.host if self.port is None else f"{self.host} port {self.port}"
+
+    def argv(self, remote_argv: Sequence[str]) -> list[str]:
+        """The local ``ssh`` argument list that runs ``remote_argv`` on the device.
+
+        ssh hands the remote command to the remote shell as one string, so each argument is quoted with
+        :func:`shlex.quote`; that keeps it one argument end to end (no word splitting, no globbing).
+        """
+        argv = ["ssh", "-o", "BatchMode=yes",
+                "-o", f"StrictHostKeyChecking={'yes' if self.strict_host_key_checking else 'accept-new'}",
+                "-o", f"ConnectTimeout={self.connect_timeout_s}",
+                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR"]
+        if self.port is not None:
+            argv += ["-p", str(self.port)]
+        if self.identity_file:
+            argv += ["-i", self.identity_file, "-o", "IdentitiesOnly=yes"]
+        if self.known_hosts_file:
+            argv += ["-o", f"UserKnownHostsFile={self.known_hosts_file}"]
+        for option in self.extra_options:
+            argv += ["-o", option]
+        return argv + ["--", self.host, shlex.join(list(remote_argv))]
+
+
+CACHE_DIR = ".cache/sqakd-edge"  # default; relative to the remote home directory, where ssh starts
+
+
+@dataclass(frozen=True)
+class RemoteTarget:
+    """A device: which profile it is, how to reach it, and how to run there.
+
+    The one record of a device: an inventory entry is one, and ``--device PROFILE --host ...`` makes one.
+
+    Args:
+        name: the device's name (its inventory name, or the profile's).
+        profile: its shipped profile.
+        ssh: how to reach it.
+        remote_python: the interpreter on the device (None: the profile's).
+        remote_cache: the cache folder on the device (relative paths start at the remote home).
+        docker_image: run the device program in this image (``docker run --runtime nvidia``).
+    """
+
+    name: str
+    profile: DeviceProfile
+    ssh: SshTarget
     remote_python: str | None = None
-    remote_cache: str | None = None
+    remote_cache: str = CACHE_DIR
     docker_image: str | None = None
+
+    @property
+    def python(self) -> str:
+        """The interpreter the device program runs under."""
+        return self.remote_python or self.profile.remote_python
 
 
 def default_inventory_path() -> Path:
@@ -219,7 +278,14 @@ def example_inventory_text() -> str:
     return deploy_root().joinpath("inventory.example.json").read_text()
 
 
-def parse_inventory(text: str, source: str) -> dict[str, DeviceEntry]:
+def _optional_text(spec: dict[str, Any], key: str, where: str) -> str | None:
+    value = spec.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"{where} has a bad {key!r} (a non-empty string)")
+    return value
+
+
+def parse_inventory(text: str, source: str) -> dict[str, RemoteTarget]:
     """Parse an inventory document; ``source`` names it in error messages."""
     try:
         doc = json.loads(text)
@@ -231,27 +297,29 @@ def parse_inventory(text: str, source: str) -> dict[str, DeviceEntry]:
     known_profiles = set(list_profiles())
     entries = {}
     for name, spec in doc["devices"].items():
+        where = f"inventory {source}: device {name!r}"
         if not isinstance(spec, dict) or not isinstance(spec.get("host"), str) or "profile" not in spec:
-            raise ConfigError(f"inventory {source}: device {name!r} needs \"host\" and \"profile\"")
+            raise ConfigError(f"{where} needs \"host\" and \"profile\"")
         if spec["profile"] not in known_profiles:
-            raise ConfigError(f"inventory {source}: device {name!r} has unknown profile {spec['profile']!r}; "
+            raise ConfigError(f"{where} has unknown profile {spec['profile']!r}; "
                               f"known profiles: {', '.join(sorted(known_profiles))}")
         port = spec.get("port")
-        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
-            raise ConfigError(f"inventory {source}: device {name!r} has an invalid port {port!r}")
+        if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
+            raise ConfigError(f"{where} has an invalid port {port!r}")
         options = spec.get("ssh_options", [])
         if not isinstance(options, list) or not all(isinstance(o, str) and "=" in o for o in options):
-            raise ConfigError(f"inventory {source}: device {name!r} has bad \"ssh_options\" (a list of "
-                              "\"Key=Value\" strings, as for ssh -o)")
-        entries[name] = DeviceEntry(name=name, host=spec["host"], profile=spec["profile"], port=port,
-                                    identity_file=spec.get("identity_file"),
-                                    known_hosts_file=spec.get("known_hosts_file"), ssh_options=tuple(options),
-                                    remote_python=spec.get("remote_python"), remote_cache=spec.get("remote_cache"),
-                                    docker_image=spec.get("docker_image"))
+            raise ConfigError(f"{where} has bad \"ssh_options\" (a list of \"Key=Value\" strings, as for ssh -o)")
+        ssh = SshTarget(host=spec["host"], port=port, identity_file=_optional_text(spec, "identity_file", where),
+                        known_hosts_file=_optional_text(spec, "known_hosts_file", where),
+                        extra_options=tuple(options))
+        entries[name] = RemoteTarget(name=name, profile=load_profile(spec["profile"]), ssh=ssh,
+                                     remote_python=_optional_text(spec, "remote_python", where),
+                                     remote_cache=_optional_text(spec, "remote_cache", where) or CACHE_DIR,
+                                     docker_image=_optional_text(spec, "docker_image", where))
     return entries
 
 
-def load_inventory(path: str | os.PathLike[str] | None = None) -> dict[str, DeviceEntry]:
+def load_inventory(path: str | os.PathLike[str] | None = None) -> dict[str, RemoteTarget]:
     """The user's inventory (empty when the default file does not exist).
 
     Raises:
@@ -265,46 +333,33 @@ def load_inventory(path: str | os.PathLike[str] | None = None) -> dict[str, Devi
     return parse_inventory(inv.read_text(), str(inv))
 
 
-@dataclass(frozen=True)
-class RemoteTarget:
-    """A resolved device: its profile and how to reach it."""
-
-    name: str
-    profile: DeviceProfile
-    host: str
-    port: int | None = None
-    identity_file: str | None = None
-    known_hosts_file: str | None = None
-    ssh_options: tuple[str, ...] = ()
-    remote_python: str | None = None
-    remote_cache: str | None = None
-    docker_image: str | None = None
-
-
 def resolve_device(device: str, host: str | None = None, inventory: str | os.PathLike[str] | None = None,
-                   port: int | None = None) -> RemoteTarget:
-    """Turn ``--device`` (+ ``--host``) into a target.
+                   port: int | None = None, *, identity_file: str | None = None,
+                   known_hosts_file: str | None = None, accept_new_host_key: bool = False,
+                   remote_python: str | None = None, docker_image: str | None = None) -> RemoteTarget:
+    """Turn ``--device`` (+ ``--host`` and the other connection flags) into a target.
 
     ``device`` is either a profile name (then ``host`` is required: ``USER@HOST`` or an ``~/.ssh/config``
-    alias) or a device name from the inventory (then ``host`` may override the inventory's).
+    alias) or a device name from the inventory; a flag given overrides the inventory's value.
 
     Raises:
-        ConfigError: an unknown device, or a profile given without a host.
+        ConfigError: an unknown device, a profile given without a host, a malformed host or port.
     """
     entries = load_inventory(inventory)
     if device in entries:
-        entry = entries[device]
-        # every connection field as the inventory has it (the two classes share their field names)
-        values = {f.name: getattr(entry, f.name) for f in fields(entry)}
-        values.update(name=device, profile=load_profile(entry.profile), host=host or entry.host,
-                      port=port if port is not None else entry.port)
-        return RemoteTarget(**values)
-    profiles = list_profiles()
-    if device in profiles:
+        target = entries[device]
+    elif device in list_profiles():
         if not host:
             raise ConfigError(f"--device {device} is a device profile: also give --host USER@HOST (or an "
                               "~/.ssh/config alias), or name a device from your inventory")
-        return RemoteTarget(name=device, profile=load_profile(device), host=host, port=port)
-    names = sorted(entries)
-    raise ConfigError(f"unknown device {device!r}; use a profile ({', '.join(profiles)}) with --host, "
-                      f"or a device from your inventory ({', '.join(names) if names else 'none defined'})")
+        target = RemoteTarget(name=device, profile=load_profile(device), ssh=SshTarget(host=host))
+    else:
+        names = sorted(entries)
+        raise ConfigError(f"unknown device {device!r}; use a profile ({', '.join(list_profiles())}) with --host, "
+                          f"or a device from your inventory ({', '.join(names) if names else 'none defined'})")
+    ssh = replace(target.ssh, host=host or target.ssh.host, port=port if port is not None else target.ssh.port,
+                  identity_file=identity_file or target.ssh.identity_file,
+                  known_hosts_file=known_hosts_file or target.ssh.known_hosts_file,
+                  strict_host_key_checking=not accept_new_host_key)
+    return replace(target, ssh=ssh, remote_python=remote_python or target.remote_python,
+                   docker_image=docker_image or target.docker_image)

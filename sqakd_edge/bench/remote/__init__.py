@@ -18,12 +18,15 @@ Every failure (closed port, refused key, unknown host key, missing remote Python
 device program, a dropped connection) is a one-line :class:`~sqakd_edge.errors.RemoteError`. Nothing is
 written locally here; the bench writes its outputs only after the device returned a complete document.
 
-Modules: :mod:`.ssh` (reaching a device), :mod:`.upload`, :mod:`.power` (``--setup``), :mod:`.run` (one run:
-probe, upload, program), :mod:`.document` (validating and reading the device's answer), :mod:`.backend`.
+The device record (profile, :class:`SshTarget`, Python, cache, docker image) is
+:class:`~sqakd_edge.bench.devices.RemoteTarget`. Modules: :mod:`.ssh` (the transport), :mod:`.upload`,
+:mod:`.power` (``--setup``), :mod:`.run` (one run: probe, upload, program), :mod:`.document` (validating and
+reading the device's answer), :mod:`.backend`.
 """
 
 from __future__ import annotations
 
+from ..devices import CACHE_DIR, RemoteTarget, SshTarget  # noqa: F401
 from .backend import RemoteBackend, check_graphs_for_device, device_block, device_notes, make_backend  # noqa: F401
 from .document import (  # noqa: F401
                       DEVICE_SCHEMA,
@@ -33,14 +36,13 @@ from .document import (  # noqa: F401
                       document_problem,
                       measurements_from_document,
 )
-from .run import CACHE_DIR, DeviceRun, RemoteOptions, _probe_problem, run_device_bench  # noqa: F401
+from .run import DeviceRun, RemoteOptions, _probe_problem, run_device_bench  # noqa: F401
 from .ssh import (  # noqa: F401
                       MAX_STDERR_LINE,
                       MAX_STDERR_LINES,
                       MAX_STDOUT_BYTES,
                       Progress,
                       RemoteSession,
-                      SshTarget,
                       _Completed,
                       clean_line,
 )

@@ -14,12 +14,11 @@ import numpy as np
 from ...errors import ConfigError, RemoteError
 from .. import devices
 from .document import comparisons_from_document, measurements_from_document
-from .run import CACHE_DIR, DeviceRun, RemoteOptions, run_device_bench
-from .ssh import Progress, SshTarget
+from .run import DeviceRun, RemoteOptions, run_device_bench
+from .ssh import Progress
 
 
-def device_block(run: DeviceRun, target: devices.RemoteTarget, ssh: SshTarget,
-                 options: RemoteOptions) -> dict[str, Any]:
+def device_block(run: DeviceRun, target: devices.RemoteTarget) -> dict[str, Any]:
     """The results document's ``device`` block: a flat summary, and everything else under ``details``."""
     doc = run.document
     platform = doc.get("platform", {})
@@ -34,8 +33,8 @@ def device_block(run: DeviceRun, target: devices.RemoteTarget, ssh: SshTarget,
     return {
         "name": target.name,
         "profile": target.profile.name,
-        "host": ssh.host,
-        "port": ssh.port,
+        "host": target.ssh.host,
+        "port": target.ssh.port,
         "runtime": doc.get("runtime"),
         "fallback_reason": doc.get("fallback_reason"),
         "gpu": f"{gpu.get('name')} (sm {gpu.get('compute_capability')})" if gpu else None,
@@ -44,7 +43,7 @@ def device_block(run: DeviceRun, target: devices.RemoteTarget, ssh: SshTarget,
         "l4t": platform.get("l4t"),
         "power_mode": f"{mode.get('name')} ({mode.get('id')})" if mode else None,
         "fast_int8": platform.get("fast_int8"),
-        "docker_image": options.docker_image,
+        "docker_image": target.docker_image,
         "not_run": not_run,
         "upload": f"{len(run.uploaded)} file(s) uploaded, {len(run.skipped)} already there",
         "details": {
@@ -54,7 +53,7 @@ def device_block(run: DeviceRun, target: devices.RemoteTarget, ssh: SshTarget,
             "comparisons": doc.get("comparisons", []),
             "graphs": doc.get("graphs", {}),
             "prepared_on_workstation": run.prepared,
-            "upload": {"cache": options.remote_cache, "uploaded": run.uploaded, "skipped": run.skipped},
+            "upload": {"cache": target.remote_cache, "uploaded": run.uploaded, "skipped": run.skipped},
             "setup": run.setup,
             "probe": {k: run.probe.get(k) for k in ("python", "python_executable", "machine", "modules")},
             "program": doc.get("program"),
@@ -218,16 +217,14 @@ class RemoteBackend:
     """The ``bench`` backend that runs the graphs on a device over SSH (see the module docstring).
 
     Args:
-        target: the resolved device.
-        ssh: how to reach it.
+        target: the resolved device (and how to reach it).
         options: how to run there.
         progress: receives progress lines (default: print to stderr).
     """
 
-    def __init__(self, target: devices.RemoteTarget, ssh: SshTarget, options: RemoteOptions,
+    def __init__(self, target: devices.RemoteTarget, options: RemoteOptions,
                  progress: Progress | None = None) -> None:
         self.target = target
-        self.ssh = ssh
         self.options = options
         self.name = target.name
         self.progress = progress if progress is not None else _print_progress
@@ -255,7 +252,7 @@ class RemoteBackend:
             raise ConfigError("the PyTorch eager model runs only with --device local; choose --graphs fp32,int8")
         graphs = {k: g.path for k, g in job.bundle.graphs.items() if k in wanted}
         check_graphs_for_device(job.bundle.manifest, graphs, self.target.profile)
-        run = run_device_bench(graphs, self.target, self.ssh, self.options, batches=config.batches,
+        run = run_device_bench(graphs, self.target, self.options, batches=config.batches,
                                warmup_iters=config.warmup_iters, iters=config.iters, seed=config.seed,
                                progress=self.progress, inputs=inputs,
                                input_spec=f"{job.bundle.input_name}:{'x'.join(map(str, job.bundle.input_shape))}")
@@ -263,7 +260,7 @@ class RemoteBackend:
         measurements = [Measurement(**{**m, "samples_ms": np.asarray(m["samples_ms"], dtype=float)})
                         for m in measurements_from_document(run.document)]
         if not measurements:
-            raise RemoteError(f"the device program on {self.ssh.where} timed nothing: "
+            raise RemoteError(f"the device program on {self.target.ssh.where} timed nothing: "
                               + "; ".join(device_notes(run, self.target)))
         names = {m.name for m in measurements}
         comparisons = [p for p in comparisons_from_document(run.document) if p[0] in names and p[1] in names]
@@ -278,7 +275,7 @@ class RemoteBackend:
                         accuracy[m.name] = parity[m.name]["accuracy"]
                     notes.append(parity_line(m.label, parity[m.name]))
         return BackendResult(measurements, comparisons, accuracy,
-                             device_block(run, self.target, self.ssh, self.options), notes)
+                             device_block(run, self.target), notes)
 
 
 def _print_progress(line: str) -> None:
@@ -325,11 +322,7 @@ def make_backend(
     Raises:
         ConfigError: unknown device, a profile without a host, a malformed host.
     """
-    target = devices.resolve_device(device, host=host, inventory=inventory, port=port)
-    ssh = SshTarget(host=target.host, port=target.port, identity_file=identity_file or target.identity_file,
-                    known_hosts_file=known_hosts_file or target.known_hosts_file,
-                    strict_host_key_checking=not accept_new_host_key, extra_options=target.ssh_options)
-    options = RemoteOptions(remote_python=remote_python or target.remote_python,
-                            docker_image=docker_image or target.docker_image, setup=setup, tegrastats=tegrastats,
-                            remote_cache=target.remote_cache or CACHE_DIR)
-    return RemoteBackend(target, ssh, options, progress)
+    target = devices.resolve_device(device, host=host, inventory=inventory, port=port, identity_file=identity_file,
+                                    known_hosts_file=known_hosts_file, accept_new_host_key=accept_new_host_key,
+                                    remote_python=remote_python, docker_image=docker_image)
+    return RemoteBackend(target, RemoteOptions(setup=setup, tegrastats=tegrastats), progress)

@@ -16,33 +16,25 @@ from ...errors import RemoteError
 from .. import devices
 from .document import _parse_document
 from .power import _restore_power, _setup_power
-from .ssh import Progress, RemoteSession, SshTarget, _ssh_failure
+from .ssh import Progress, RemoteSession, _ssh_failure
 from .upload import _UNPACK, _sha256, _tar, prepare_upload
-
-CACHE_DIR = ".cache/sqakd-edge"  # default; relative to the remote home directory, where ssh starts
 
 
 @dataclass(frozen=True)
 class RemoteOptions:
-    """How to run on the device.
+    """How to run this benchmark on the device (the device itself, and how to reach it, is the target).
 
     Args:
-        remote_python: the interpreter on the device (default: the profile's, ``python3``).
-        docker_image: run the device program inside this image (``docker run --runtime nvidia``).
         setup: set the profile's benchmark power mode and ``jetson_clocks`` first, restore them after.
         tegrastats: sample board power with ``tegrastats`` while timing.
         workspace_mib: TensorRT builder workspace limit.
         run_timeout_s: give up on the device program after this many seconds (None: never).
-        remote_cache: the cache folder on the device (relative paths start at the remote home).
     """
 
-    remote_python: str | None = None
-    docker_image: str | None = None
     setup: bool = False
     tegrastats: bool = False
     workspace_mib: int = 256
     run_timeout_s: float | None = None
-    remote_cache: str = CACHE_DIR
 
 
 @dataclass
@@ -176,7 +168,6 @@ def _check_modules(report: dict[str, Any], where: str, python: str, profile: dev
 def run_device_bench(
     graphs: dict[str, Path],
     target: devices.RemoteTarget,
-    ssh: SshTarget,
     options: RemoteOptions,
     *,
     batches: Sequence[int] = (1,),
@@ -191,9 +182,9 @@ def run_device_bench(
 
     Args:
         graphs: ``{"fp32": path, "int8": path}`` from the export directory.
-        target: the resolved device (its profile decides the power mode and whether to ship the stripped student).
-        ssh: how to reach it.
-        options: remote Python, docker image, setup, tegrastats, workspace.
+        target: the device: how to reach it, its Python, cache and docker image; its profile decides the power
+            mode and whether to ship the stripped student.
+        options: setup, tegrastats, workspace, timeout.
         batches: batch sizes.
         warmup_iters: untimed iterations per engine and batch.
         iters: timed iterations per engine and batch.
@@ -211,7 +202,8 @@ def run_device_bench(
         ConfigError: graphs that cannot be prepared.
     """
     say = progress or (lambda line: None)
-    python = options.remote_python or target.remote_python or target.profile.remote_python
+    python = target.python
+    ssh = target.ssh
     upload, prepared = prepare_upload(graphs, strip_student=not target.profile.int8)
     inputs_rel = None
     if inputs is not None:
@@ -223,20 +215,20 @@ def run_device_bench(
     where = ssh.where
 
     say(f"checking {where}")
-    report = _probe(session, python, options.remote_cache, sorted(upload.files), options.docker_image)
+    report = _probe(session, python, target.remote_cache, sorted(upload.files), target.docker_image)
     notes = _check_modules(report, where, python, target.profile, progress)
     have = report.get("files", {})
     needed = {rel: data for rel, data in upload.files.items() if have.get(rel) != _sha256(data)}
     skipped = sorted(set(upload.files) - set(needed))
     if needed:
         size_mb = sum(map(len, needed.values())) / 1e6
-        say(f"uploading {len(needed)} file(s) ({size_mb:.1f} MB) to {where}:{options.remote_cache}")
-        session.check(["sh", "-c", _UNPACK, "sh", options.remote_cache, secrets.token_hex(6)], "uploading files",
+        say(f"uploading {len(needed)} file(s) ({size_mb:.1f} MB) to {where}:{target.remote_cache}")
+        session.check(["sh", "-c", _UNPACK, "sh", target.remote_cache, secrets.token_hex(6)], "uploading files",
                       stdin=_tar(needed))
     else:
         say("everything is already on the device (same sha256); nothing to upload")
 
-    cache = report.get("cache") if options.docker_image else options.remote_cache
+    cache = report.get("cache") if target.docker_image else target.remote_cache
     if not cache:
         raise RemoteError(f"the pre-flight check on {where} did not report its cache folder")
     argv = [f"{cache}/{upload.program_dir}/trt_bench.py", "bench", "--cache-dir", f"{cache}/engines",
@@ -250,17 +242,17 @@ def run_device_bench(
         argv += ["--inputs", f"{cache}/{inputs_rel}"]
     if input_spec:
         argv += ["--input", input_spec]
-    if options.docker_image:
+    if target.docker_image:
         # as the user who owns the cache, so engines and timing caches a container wrote can later be replaced
         # by a bare-metal run (a root container would leave root-owned files in the user's cache)
         user = ["--user", f"{report['uid']}:{report['gid']}"] if report.get("uid") is not None and \
             report.get("gid") is not None else []
         argv = ["docker", "run", "--rm", "--runtime", "nvidia", "--network", "none", *user, "-e", "HOME=/tmp",
-                "-v", f"{cache}:{cache}", "--entrypoint", "python3", options.docker_image, *argv]
+                "-v", f"{cache}:{cache}", "--entrypoint", "python3", target.docker_image, *argv]
     else:
         argv = [python, *argv]
 
-    setup = _setup_power(session, report, target.profile, options.remote_cache) if options.setup else None
+    setup = _setup_power(session, report, target.profile, target.remote_cache) if options.setup else None
     try:
         say(f"running the device program on {where}")
         done = session.run(argv, stream=True, timeout_s=options.run_timeout_s)

@@ -1,7 +1,8 @@
-"""The SSH transport: how to reach a device and run commands there.
+"""The SSH transport: run commands on a device.
 
-:class:`SshTarget` says how to reach it; :func:`_ssh_failure` tells ssh's own failures (closed port, refused
-key, host-key problems, a dropped connection) from the program's.
+How to reach the device is :class:`~sqakd_edge.bench.devices.SshTarget`, part of the one device record;
+:func:`_ssh_failure` tells ssh's own failures (closed port, refused key, host-key problems, a dropped
+connection) from the program's.
 
 Always the system OpenSSH client, always through argument lists; what the device prints is cleaned of
 terminal control sequences and bounded before it is shown or kept.
@@ -10,14 +11,14 @@ terminal control sequences and bounded before it is shown or kept.
 from __future__ import annotations
 
 import re
-import shlex
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import ConfigError, RemoteError
+from ...errors import RemoteError
+from ..devices import SshTarget
 
 Progress = Callable[[str], None]
 
@@ -25,61 +26,6 @@ Progress = Callable[[str], None]
 def _one_line(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    """How to reach a device with the system ``ssh``.
-
-    Args:
-        host: ``USER@HOST``, ``HOST`` or an ``~/.ssh/config`` alias (passed to ssh unchanged).
-        port: SSH port; None leaves it to ``~/.ssh/config`` (default 22).
-        identity_file: a private key (``-i``); None uses the agent / config / default keys.
-        known_hosts_file: a known_hosts file instead of ``~/.ssh/known_hosts``.
-        strict_host_key_checking: True refuses unknown host keys (the default); False accepts a new host
-            key on first contact (``accept-new``) but still refuses a changed one.
-        connect_timeout_s: seconds to wait for the TCP connection.
-        extra_options: further ``-o Key=Value`` options.
-    """
-
-    host: str
-    port: int | None = None
-    identity_file: str | None = None
-    known_hosts_file: str | None = None
-    strict_host_key_checking: bool = True
-    connect_timeout_s: int = 10
-    extra_options: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.host or self.host.startswith("-") or any(c.isspace() for c in self.host):
-            raise ConfigError(f"--host {self.host!r} is not a host: give USER@HOST or an ~/.ssh/config alias")
-        if self.port is not None and not 0 < self.port < 65536:
-            raise ConfigError(f"SSH port must be 1-65535, got {self.port}")
-
-    @property
-    def where(self) -> str:
-        """The host (and port) for messages."""
-        return self.host if self.port is None else f"{self.host} port {self.port}"
-
-    def argv(self, remote_argv: Sequence[str]) -> list[str]:
-        """The local ``ssh`` argument list that runs ``remote_argv`` on the device.
-
-        ssh hands the remote command to the remote shell as one string, so each argument is quoted with
-        :func:`shlex.quote`; that keeps it one argument end to end (no word splitting, no globbing).
-        """
-        argv = ["ssh", "-o", "BatchMode=yes",
-                "-o", f"StrictHostKeyChecking={'yes' if self.strict_host_key_checking else 'accept-new'}",
-                "-o", f"ConnectTimeout={self.connect_timeout_s}",
-                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR"]
-        if self.port is not None:
-            argv += ["-p", str(self.port)]
-        if self.identity_file:
-            argv += ["-i", self.identity_file, "-o", "IdentitiesOnly=yes"]
-        if self.known_hosts_file:
-            argv += ["-o", f"UserKnownHostsFile={self.known_hosts_file}"]
-        for option in self.extra_options:
-            argv += ["-o", option]
-        return argv + ["--", self.host, shlex.join(list(remote_argv))]
 
 
 @dataclass

@@ -22,7 +22,6 @@ ONNX Runtime on the CPU instead and says so (``"runtime": "onnxruntime-fallback"
 import argparse
 import datetime
 import json
-import math
 import os
 import sys
 import time
@@ -39,17 +38,12 @@ else:  # run as a script on the device: the sibling modules sit next to this fil
     import trtexec_runner
 
 SCHEMA = "sqakd-edge.device-results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: raw facts only (no statistics, no comparisons); the workstation derives those
 PROGRAM_VERSION = "1"
 GRAPH_ROLES = ("fp32", "int8", "int8-stripped", "fp16")
 DEFAULT_CACHE = os.path.join("~", ".cache", "sqakd-edge", "engines")
 
-NANO_NOTE = ("This device has no fast INT8 (TensorRT reports platform_has_fast_int8 = False, as on the Jetson "
-             "Nano), so the INT8 (QDQ) graph cannot be built here and nothing is reported as INT8; the "
-             "comparison is FP32 vs FP16, from the FP32 graph and from the student with its Q/DQ stripped "
-             "(trained weights kept).")
-FALLBACK_NOTE = ("TensorRT is not importable on the device, so these timings are ONNX Runtime on the device's CPU, "
-                 "not TensorRT on its GPU; they test the transport and the device program, not the device's speed.")
+SAMPLE_ROWS = 8  # rows of each engine's output on the timing inputs sent back (the workstation compares them)
 
 
 def log(message):
@@ -86,28 +80,22 @@ def first_line(exc):
     return lines[0] if lines else type(exc).__name__
 
 
-# --- statistics -----------------------------------------------------------------------------------------
+def log_median(samples):
+    """The median of a list of milliseconds, for the device's own log line only.
 
-
-def percentile(sorted_values, q):
-    """Linear-interpolated percentile (numpy's default) of an already sorted list."""
-    if not sorted_values:
-        return None
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo, hi = int(math.floor(pos)), int(math.ceil(pos))
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def summarize(samples):
-    """median, p90, p99, mean, std, min, max of a list of milliseconds."""
-    if not samples:
-        return None
+    The device sends raw samples; every statistic in the results is computed on the workstation, by the code
+    the local bench uses.
+    """
     values = sorted(samples)
-    mean = sum(values) / float(len(values))
-    var = sum((v - mean) ** 2 for v in values) / float(max(1, len(values) - 1))
-    return {"n": len(values), "median": percentile(values, 50), "p90": percentile(values, 90),
-            "p99": percentile(values, 99), "mean": mean, "std": math.sqrt(var), "min": values[0],
-            "max": values[-1]}
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
+
+
+def sample_output(output):
+    """The first rows of an engine's output on the timing inputs, as ``{"shape", "values"}`` (raw facts)."""
+    rows = np.array(output, dtype=np.float32, copy=False)
+    rows = rows.reshape(rows.shape[0], -1)[:SAMPLE_ROWS]
+    return {"shape": list(rows.shape), "values": [float(v) for v in rows.reshape(-1)]}
 
 
 # --- graphs ---------------------------------------------------------------------------------------------
@@ -256,8 +244,7 @@ def onnxruntime_timer(path, precision, batch, warmup, seed, inputs=None):
             out = session.run(None, feed)
             samples.append((time.perf_counter() - start) * 1000.0)
         n = yield
-    ran = "int8 (QDQ on ONNX Runtime CPU kernels)" if precision == "int8" else "fp32"
-    result = {"runtime": "onnxruntime", "precision_ran": ran, "input_shape": list(shape),
+    result = {"runtime": "onnxruntime", "input_shape": list(shape),
               "latency_ms": {"end_to_end": samples, "gpu_compute": None}, "output": out[0]}
     if inputs is not None:
         result["outputs"] = outputs_on(lambda x: session.run(None, {inp.name: x})[0], inputs, shape[0])
@@ -354,8 +341,7 @@ def tensorrt_timer(trt, cuda, engine_bytes, input_shape, warmup, seed, logger, r
             layers = {"error": one_line(exc)}
         result = {"runtime": "tensorrt", "input_shape": list(input_shape), "io_api": runner.io_api,
                   "latency_ms": {"end_to_end": e2e, "gpu_compute": gpu}, "layers": layers,
-                  "output": np.array(runner.output(), copy=True),
-                  "precision_ran": precision_ran_from_layers(requested, layers)}
+                  "output": np.array(runner.output(), copy=True)}
         if inputs is not None:
             def infer(x):
                 runner.set_input(x)
@@ -447,8 +433,6 @@ def time_trtexec(trtexec, version, path, sha, precision, batch, args, platform, 
                          "build_s": facts.get("build_s"), "bytes": os.path.getsize(engine_path)},
               "latency_ms": {"end_to_end": list(latency["end_to_end"]),
                              "gpu_compute": list(latency.get("gpu_compute") or []) or None}}
-    result["precision_ran"] = (precision_ran_from_layers(requested, layers) if layer_info else
-                               "unverified (no per-layer report from trtexec)")
     return result
 
 
@@ -464,18 +448,6 @@ def parse_input_spec(text):
     if not sep or not name or not chw or any(d < 1 for d in chw):
         raise SystemExit("error: --input takes NAME:CxHxW (e.g. input:3x224x224), got %r" % text)
     return name, chw
-
-
-def precision_ran_from_layers(requested, layers):
-    """What the engine actually ran in: the requested precision, or "mixed" with the counts."""
-    counts = layers.get("by_precision") if isinstance(layers, dict) else None
-    if not counts:
-        return requested
-    if set(counts) == {requested.upper()}:
-        return requested
-    if requested == "int8" and "INT8" not in counts:
-        return "not int8: " + ", ".join("%s %d" % kv for kv in sorted(counts.items()))
-    return "mixed: " + ", ".join("%s %d" % kv for kv in sorted(counts.items()))
 
 
 def int8_not_buildable_reason(trt, path, batch, workspace_mib, logger):
@@ -529,7 +501,7 @@ def _failed(run, runtime, exc):
     status = "failed"
     if runtime == "trtexec" and run["precision"] == "int8" and "Int8 support" in str(exc):
         status = "not-buildable"  # TensorRT's own words: the GPU has no INT8 (the Nano)
-    run.update({"status": status, "reason": one_line(exc), "precision_ran": None})
+    run.update({"status": status, "reason": one_line(exc)})
     log("%s graph, %s failed: %s" % (run["graph"], run["precision"].upper(), run["reason"]))
 
 
@@ -561,7 +533,7 @@ def bench(args):
                         "workspace_mib": args.workspace_mib, "tegrastats": bool(args.tegrastats),
                         "seed": args.seed, "cache_dir": cache_dir,
                         "parity_inputs": 0 if inputs is None else int(len(inputs))},
-           "graphs": {}, "runs": [], "comparisons": [], "notes": []}
+           "graphs": {}, "runs": [], "notes": []}
 
     logger = None
     fast_int8 = None
@@ -590,7 +562,6 @@ def bench(args):
         log("runtime: %s (TensorRT %s): %s" % (trtexec, platform["tensorrt"], fallback_reason))
     else:
         log("runtime: ONNX Runtime on the CPU (%s)" % fallback_reason)
-        doc["notes"].append(FALLBACK_NOTE)
     on_gpu = runtime in ("tensorrt", "trtexec")
     strongly_typed = (trt is not None and trt_engine.is_strongly_typed(trt)) or (
         runtime == "trtexec" and tuple(trtexec_version[:2]) >= (11, 0))
@@ -613,10 +584,10 @@ def bench(args):
                     if int8_reason is None:  # TensorRT's reason does not depend on the batch size
                         int8_reason = int8_not_buildable_reason(trt, path, batch, args.workspace_mib, logger)
                         log("%s graph, INT8: not buildable on this device (%s)" % (role, int8_reason))
-                    run.update({"status": "not-buildable", "reason": int8_reason, "precision_ran": None})
+                    run.update({"status": "not-buildable", "reason": int8_reason})
                     continue
                 if skip:
-                    run.update({"status": "skipped", "reason": skip, "precision_ran": None})
+                    run.update({"status": "skipped", "reason": skip})
                     continue
                 log("batch %d, %s graph, %s: %s" % (batch, role, precision.upper(),
                                                      "building/loading engine" if on_gpu else "preparing"))
@@ -646,25 +617,16 @@ def bench(args):
             results, errors = run_rounds(timers, args.iters, rounds)
             for index, exc in errors.items():
                 _failed(runs_by_key[index], runtime, exc)
-            reference = None
             for index in sorted(results):
                 run, result = runs_by_key[index], results[index]
                 if "engine" in result:
                     run["engine"] = result.pop("engine")
                 output = result.pop("output", None)  # trtexec returns no outputs
-                if reference is None and run["graph"] == "fp32" and run["precision"] == "fp32":
-                    reference = output
-                if reference is not None and output is not None and output.shape == reference.shape:
-                    diff = np.abs(output.astype(np.float64) - reference)
-                    run["max_abs_diff_vs_fp32"] = float(np.max(diff))
-                    run["top1_agreement_vs_fp32"] = float(np.mean(np.argmax(output, -1) == np.argmax(reference, -1)))
+                if output is not None:
+                    run["sample_output"] = sample_output(output)
                 run.update(result)
-                # a first look for the device's log; the report's statistics are computed on the workstation
-                run["stats_ms"] = dict((k, summarize(v)) for k, v in result["latency_ms"].items() if v)
-                median = run["stats_ms"]["end_to_end"]["median"]
-                run["throughput_per_s"] = batch * 1000.0 / median if median else None
-                log("batch %d, %s graph, %s: median %.3f ms end to end" % (batch, run["graph"],
-                                                                          run["precision"].upper(), median))
+                log("batch %d, %s graph, %s: median %.3f ms end to end" % (
+                    batch, run["graph"], run["precision"].upper(), log_median(result["latency_ms"]["end_to_end"])))
     finally:
         if cuda is not None:
             cuda.close()
@@ -672,42 +634,7 @@ def bench(args):
         fast_int8 = not any(r["graph"] == "int8" and r["status"] == "not-buildable" for r in doc["runs"])
         platform["fast_int8"] = fast_int8
         platform["fast_precisions_source"] = "whether trtexec could build the QDQ graph in INT8"
-    doc["comparisons"] = [compare([r for r in doc["runs"] if r["batch"] == b], on_gpu, fast_int8, b)
-                          for b in args.batch]
-    note = doc["comparisons"][0].get("note")
-    if note and note not in doc["notes"]:
-        doc["notes"].append(note)
     return doc
-
-
-def _find(runs, graph, precision):
-    for run in runs:
-        if run["graph"] == graph and run["precision"] == precision and run["status"] == "ok":
-            return run
-    return None
-
-
-def _pair(runs, baseline, candidate, label):
-    base, cand = _find(runs, *baseline), _find(runs, *candidate)
-    entry = {"label": label, "baseline": list(baseline), "candidate": list(candidate), "speedup_median": None}
-    if base and cand:
-        metric = "gpu_compute" if "gpu_compute" in base["stats_ms"] and "gpu_compute" in cand["stats_ms"] \
-            else "end_to_end"
-        entry["metric"] = metric
-        entry["speedup_median"] = base["stats_ms"][metric]["median"] / cand["stats_ms"][metric]["median"]
-    return entry
-
-
-def compare(runs, on_tensorrt, fast_int8, batch):
-    """The headline comparison at one batch size: INT8 vs FP32 where INT8 exists, else FP16 vs FP32 (Nano rule)."""
-    if on_tensorrt and not fast_int8:
-        pairs = [_pair(runs, ("fp32", "fp32"), ("fp32", "fp16"), "FP16 vs FP32 (FP32 graph)"),
-                 _pair(runs, ("int8-stripped", "fp32"), ("int8-stripped", "fp16"),
-                       "FP16 vs FP32 (student, Q/DQ stripped)")]
-        return {"batch": batch, "headline": pairs[0], "others": pairs[1:], "note": NANO_NOTE}
-    headline = _pair(runs, ("fp32", "fp32"), ("int8", "int8"), "INT8 vs FP32")
-    others = [_pair(runs, ("fp32", "fp32"), ("fp32", "fp16"), "FP16 vs FP32 (reference)")] if on_tensorrt else []
-    return {"batch": batch, "headline": headline, "others": others, "note": None if on_tensorrt else FALLBACK_NOTE}
 
 
 # --- build / platform commands --------------------------------------------------------------------------

@@ -21,8 +21,7 @@ GOOD = {
     "runs": [{"graph": "fp32", "precision": "fp32", "batch": 1, "status": "ok", "runtime": "tensorrt",
               "latency_ms": {"end_to_end": [1.5, 1.6], "gpu_compute": [1.0, 1.1]}, "layers": {}},
              {"graph": "int8", "precision": "int8", "batch": 1, "status": "not-buildable", "reason": "no INT8"}],
-    "comparisons": [{"batch": 1, "headline": {"baseline": ["fp32", "fp32"], "candidate": ["fp32", "fp16"]},
-                     "others": []}],
+    "notes": [],
 }
 
 
@@ -60,7 +59,10 @@ CASES = [
     (("runs", 0), ["fp32", "fp32"], "runs[0] is list"),
     (("runs",), {"fp32": 1}, "runs is dict"),
     (("runs", 0, "layers"), ["INT8"], "layers is list"),
-    (("comparisons", 0, "headline"), {"baseline": "fp32"}, "baseline and candidate"),
+    (("runs", 0, "sample_output"), {"shape": [2, 3], "values": [1.0]}, "sample_output is not {shape"),
+    (("runs", 0, "sample_output"), {"shape": [1, 1], "values": [float("inf")]}, "not a finite number"),
+    (("runs", 0, "sample_output"), [[1.0]], "sample_output is not {shape"),
+    (("notes",), "INT8 fine", "notes is str"),
     (("platform",), [], "platform is list"),
 ]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from jetson import cuda_mem, trt_bench
+from sqakd_edge.bench.remote import document
 
 from .tiny_graphs import write_tiny_graphs
 
@@ -79,8 +80,10 @@ def test_bench_through_trtexec_builds_once_and_reads_precisions(monkeypatch, tmp
     assert doc["platform"]["tensorrt"] == "8.2.1" and doc["platform"]["fast_int8"] is True
     runs = {(r["graph"], r["precision"], r["batch"]): r for r in doc["runs"]}
     int8 = runs[("int8", "int8", 4)]
-    assert int8["status"] == "ok" and int8["precision_ran"] == "mixed: FP16 1, INT8 1"
-    assert int8["latency_ms"]["gpu_compute"][0] == 1.0 and int8["stats_ms"]["end_to_end"]["n"] == 5
+    assert int8["status"] == "ok" and int8["layers"]["by_precision"] == {"FP16": 1, "INT8": 1}
+    assert int8["latency_ms"]["gpu_compute"][0] == 1.0 and len(int8["latency_ms"]["end_to_end"]) == 5
+    assert document.precision_ran(int8) == "int8"  # INT8 layers seen in trtexec's per-layer report
+    assert document.precision_ran({**int8, "layers": {"error": "no layer info"}}) == "unverified"
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     builds = [c for c in calls if any(a.startswith("--saveEngine=") for a in c)]
     assert len(builds) == 6  # fp32 x {fp32, fp16} + int8, at two batch sizes
@@ -100,5 +103,6 @@ def test_trtexec_on_a_gpu_without_int8_reports_tensorrts_reason_and_the_nano_com
     assert "require hardware with Int8 support" in runs[("int8", "int8")]["reason"]
     assert "Assertion" not in runs[("int8", "int8")]["reason"]
     assert doc["platform"]["fast_int8"] is False
-    assert doc["comparisons"][0]["headline"]["label"] == "FP16 vs FP32 (FP32 graph)"
-    assert not any(r["status"] == "ok" and "int8" in str(r.get("precision_ran")) for r in doc["runs"])
+    assert document.comparisons_from_document(doc)[0] == ("fp32", "fp16")
+    assert document.NANO_NOTE in document.notes_from_document(doc)
+    assert not any(m["precision_ran"] == "int8" for m in document.measurements_from_document(doc))

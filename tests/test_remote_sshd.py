@@ -163,7 +163,7 @@ def test_remote_bench_end_to_end_and_cache_reuse(sshd, graphs, tmp_path):
     assert doc["schema"] == "sqakd-edge.device-results" and doc["runtime"] == "onnxruntime-fallback"
     assert "not importable" in doc["fallback_reason"]
     assert any("TensorRT is not importable" in n for n in doc["workstation_notes"])  # the pre-flight check said it
-    assert any("not TensorRT on its GPU" in n for n in doc["notes"])  # and the device program says it again
+    assert any("not TensorRT on its GPU" in n for n in remote.device_notes(run, _target(sshd, tmp_path)))
     assert run.probe["python_executable"] == sys.executable and run.probe["modules"]["onnxruntime"]["ok"]
     # every file went up: 6 program files + 2 graphs, under the cache folder, by content hash
     assert len(run.uploaded) == 8 and run.skipped == []

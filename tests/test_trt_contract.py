@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from jetson import cuda_mem, trt_bench, trt_engine
+from sqakd_edge.bench.remote import document
 
 from .tiny_graphs import write_tiny_graphs
 
@@ -521,7 +522,10 @@ def test_layer_summary_counts_layers_outside_the_requested_precision():
     assert summary["total"] == 3  # the Reformat is bookkeeping
     assert summary["by_precision"] == {"INT8": 2, "FP16": 1}
     assert summary["not_in_requested"] == 1 and summary["not_in_requested_names"] == ["gemm"]
-    assert trt_bench.precision_ran_from_layers("int8", summary) == "mixed: FP16 1, INT8 2"
+    assert document.precision_ran({"runtime": "tensorrt", "precision": "int8", "layers": summary}) == "int8"
+    # INT8 requested but TensorRT chose FP16 for every layer: never labelled INT8
+    only_fp16 = {"runtime": "tensorrt", "precision": "int8", "layers": {"by_precision": {"FP16": 3}}}
+    assert document.precision_ran(only_fp16) == "fp16"
 
 
 # --- the whole bench command with a stand-in TensorRT -----------------------------------------------------
@@ -550,13 +554,13 @@ def test_nano_rule_nothing_is_labelled_int8_and_fp16_is_the_comparison(monkeypat
     runs = {(r["graph"], r["precision"]): r for r in doc["runs"]}
     int8 = runs[("int8", "int8")]
     assert int8["status"] == "not-buildable" and NANO_INT8_ERROR in int8["reason"]
-    assert int8["precision_ran"] is None and "latency_ms" not in int8
-    assert not any(r["status"] == "ok" and "int8" in str(r.get("precision_ran")) for r in doc["runs"])
+    assert "latency_ms" not in int8
+    assert not any(m["precision_ran"] == "int8" for m in document.measurements_from_document(doc))
     # the student with Q/DQ stripped on the device (onnx is installed here), timed in FP32 and FP16
     assert runs[("int8-stripped", "fp32")]["status"] == "ok" and runs[("int8-stripped", "fp16")]["status"] == "ok"
     assert doc["graphs"]["int8-stripped"]["stripped_on_device"] == {"weights": 1, "activations": 1}
-    assert doc["comparisons"][0]["headline"]["label"] == "FP16 vs FP32 (FP32 graph)"
-    assert doc["comparisons"][0]["note"] == trt_bench.NANO_NOTE and trt_bench.NANO_NOTE in doc["notes"]
+    assert document.comparisons_from_document(doc) == [("fp32", "fp16"), ("student-fp32", "student-fp16")]
+    assert document.NANO_NOTE in document.notes_from_document(doc)
     assert runs[("fp32", "fp16")]["io_api"] == "binding indices + execute_async_v2"
 
 
@@ -568,9 +572,10 @@ def test_int8_capable_device_headlines_int8_and_reuses_cached_engines(monkeypatc
     assert set(runs) == {("fp32", "fp32"), ("fp32", "fp16"), ("int8", "int8")}
     assert runs[("fp32", "fp16")]["input_shape"] == [4, 1, 8, 8]
     assert runs[("int8", "int8")]["status"] == "ok"
-    assert runs[("int8", "int8")]["precision_ran"] == "mixed: FP16 1, INT8 2"
-    assert doc["comparisons"][0]["headline"]["label"] == "INT8 vs FP32"
-    assert doc["comparisons"][0]["headline"]["metric"] == "gpu_compute"
+    assert runs[("int8", "int8")]["layers"]["by_precision"] == {"FP16": 1, "INT8": 2}
+    assert document.precision_ran(runs[("int8", "int8")]) == "int8"
+    assert document.comparisons_from_document(doc) == [("fp32", "int8"), ("fp32", "fp16")]
+    assert runs[("int8", "int8")]["latency_ms"]["gpu_compute"]  # raw GPU compute samples come back too
     assert all(r["engine"]["cache_hit"] is False for r in doc["runs"])
     assert len(list(cache.glob("*.engine"))) == 6  # one per graph, precision and batch size
 
@@ -693,7 +698,8 @@ def test_tensorrt_11_bench_times_fp16_from_the_fp16_graph_only(monkeypatch, tmp_
     runs = {(r["graph"], r["precision"]): r for r in doc["runs"]}
     assert set(runs) == {("fp32", "fp32"), ("fp16", "fp16"), ("int8", "int8")}
     assert all(r["status"] == "ok" for r in runs.values())
-    assert runs[("fp16", "fp16")]["precision_ran"] == "fp16" and runs[("fp32", "fp32")]["precision_ran"] == "fp32"
+    assert document.precision_ran(runs[("fp16", "fp16")]) == "fp16"
+    assert document.precision_ran(runs[("fp32", "fp32")]) == "fp32"
     assert doc["platform"]["fast_int8"] is True and "compute capability" in doc["platform"]["fast_precisions_source"]
     without = trt_bench.plan_runs({"fp32": 1}, "tensorrt", True, strongly_typed=True)
     assert without[1][:2] == ("fp32", "fp16") and "FP16 graph" in without[1][2]

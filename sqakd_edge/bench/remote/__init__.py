@@ -35,6 +35,8 @@ from .document import (  # noqa: F401
                       comparisons_from_document,
                       document_problem,
                       measurements_from_document,
+                      notes_from_document,
+                      precision_ran,
 )
 from .run import DeviceRun, RemoteOptions, _probe_problem, run_device_bench  # noqa: F401
 from .ssh import (  # noqa: F401

@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import ConfigError, RemoteError
 from .. import devices
-from .document import comparisons_from_document, measurements_from_document
+from .document import comparisons_from_document, measurements_from_document, notes_from_document
 from .run import DeviceRun, RemoteOptions, run_device_bench
 from .ssh import Progress
 
@@ -50,7 +50,6 @@ def device_block(run: DeviceRun, target: devices.RemoteTarget) -> dict[str, Any]
             "platform": platform,
             "profile_expected": {"jetpack": target.profile.jetpack, "tensorrt": target.profile.tensorrt,
                                  "python": target.profile.python, "int8": target.profile.int8},
-            "comparisons": doc.get("comparisons", []),
             "graphs": doc.get("graphs", {}),
             "prepared_on_workstation": run.prepared,
             "upload": {"cache": target.remote_cache, "uploaded": run.uploaded, "skipped": run.skipped},
@@ -65,7 +64,7 @@ def device_block(run: DeviceRun, target: devices.RemoteTarget) -> dict[str, Any]
 def device_notes(run: DeviceRun, target: devices.RemoteTarget) -> list[str]:
     """Sentences for the report: the device's notes, refusals, and a mismatch with the profile."""
     doc = run.document
-    notes = list(doc.get("notes", []))
+    notes = notes_from_document(doc)
     seen = set()
     for r in doc.get("runs", []):
         key = (r.get("graph"), r.get("precision"), r.get("status"))

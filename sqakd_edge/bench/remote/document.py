@@ -1,6 +1,9 @@
 """Reading the device's answer.
 
-The results document is validated before use, then turned into the bench's measurements and comparisons.
+The device program sends raw facts: latency samples, per-layer precision counts, build records, the first
+rows of each engine's output. The document is validated before use; then everything derived from it (what
+precision really ran, which pairs are compared, agreement with the FP32 engine, the notes) is derived here,
+once, and its statistics by the code the local bench uses.
 """
 
 from __future__ import annotations
@@ -13,7 +16,15 @@ from ...errors import RemoteError
 from .ssh import _Completed
 
 DEVICE_SCHEMA = "sqakd-edge.device-results"
-DEVICE_SCHEMA_VERSION = 1
+DEVICE_SCHEMA_VERSION = 2
+
+NANO_NOTE = ("This device has no fast INT8 (TensorRT reports platform_has_fast_int8 = False, as on the Jetson "
+             "Nano), so the INT8 (QDQ) graph cannot be built here and nothing is reported as INT8; the "
+             "comparison is FP32 vs FP16, from the FP32 graph and from the student with its Q/DQ stripped "
+             "(trained weights kept).")
+FALLBACK_NOTE = ("TensorRT is not importable on the device, so these timings are ONNX Runtime on the device's CPU, "
+                 "not TensorRT on its GPU; they test the transport and the device program, not the device's speed.")
+_GPU_RUNTIMES = ("tensorrt", "trtexec")
 
 
 def _parse_document(done: _Completed, where: str) -> dict[str, Any]:
@@ -52,6 +63,19 @@ def _samples_problem(value: Any, where: str, required: bool) -> str | None:
     return None
 
 
+def _rows_problem(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    shape = value.get("shape") if isinstance(value, dict) else None
+    values = value.get("values") if isinstance(value, dict) else None
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(d, int) and d >= 0 for d in shape)
+            and isinstance(values, list) and len(values) == shape[0] * shape[1]):
+        return f"{where} is not {{shape: [rows, classes], values: rows x classes numbers}}"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        return f"{where} holds a value that is not a finite number"
+    return None
+
+
 def document_problem(document: dict[str, Any]) -> str | None:
     """The first thing in a device document that the workstation cannot use, else None.
 
@@ -83,25 +107,14 @@ def document_problem(document: dict[str, Any]) -> str | None:
         for key in ("layers", "engine", "power"):
             if key in run and run[key] is not None and not isinstance(run[key], dict):
                 return f"{at}.{key} is {type(run[key]).__name__}, not an object"
+        problem = _rows_problem(run.get("sample_output"), f"{at}.sample_output")
+        if problem:
+            return problem
     for key in ("platform", "graphs"):
         if not isinstance(document.get(key, {}), dict):
             return f"{key} is {type(document[key]).__name__}, not an object"
-    comparisons = document.get("comparisons", [])
-    if not isinstance(comparisons, list):
-        return f"comparisons is {type(comparisons).__name__}, not a list"
-    for i, comparison in enumerate(comparisons):
-        if not isinstance(comparison, dict):
-            return f"comparisons[{i}] is {type(comparison).__name__}, not an object"
-        others = comparison.get("others", [])
-        if not isinstance(others, list):
-            return f"comparisons[{i}].others is {type(others).__name__}, not a list"
-        for entry in [comparison.get("headline"), *others]:
-            if entry is None:
-                continue
-            if not isinstance(entry, dict) or not all(
-                    isinstance(entry.get(k), list) and len(entry[k]) == 2 and all(isinstance(x, str) for x in entry[k])
-                    for k in ("baseline", "candidate")):
-                return f"comparisons[{i}] has an entry without [graph, precision] baseline and candidate"
+    if not isinstance(document.get("notes", []), list):
+        return f"notes is {type(document['notes']).__name__}, not a list"
     return None
 
 
@@ -117,12 +130,19 @@ _KEYS = {
 }
 
 
-def _ran(run: dict[str, Any]) -> str:
-    """A plain precision for what ran: INT8 only when the inspector saw INT8 layers (or ORT ran the QDQ graph)."""
+def precision_ran(run: dict[str, Any]) -> str:
+    """What an engine really ran in: INT8 only where the per-layer report shows INT8 layers.
+
+    TensorRT (Python or trtexec) may run a requested precision's layers in another one; its per-layer report
+    says. Without that report a non-FP32 request is ``unverified``, never labelled as requested. ONNX
+    Runtime on the device's CPU runs the graph as given (a QDQ graph on its integer kernels).
+    """
     requested = run["precision"]
-    counts = (run.get("layers") or {}).get("by_precision") or {}
-    if run.get("runtime") != "tensorrt" or not counts:
+    if run.get("runtime") not in _GPU_RUNTIMES:
         return requested
+    counts = (run.get("layers") or {}).get("by_precision") or {}
+    if not counts:
+        return "fp32" if requested == "fp32" else "unverified"
     if requested == "int8":
         return "int8" if "INT8" in counts else ("fp16" if "FP16" in counts else "fp32")
     if requested == "fp16":
@@ -130,14 +150,36 @@ def _ran(run: dict[str, Any]) -> str:
     return "fp32"
 
 
+def _sample_rows(run: dict[str, Any]) -> Any:
+    sample = run.get("sample_output")
+    if not sample or not sample["shape"][0]:
+        return None
+    import numpy as np
+
+    return np.asarray(sample["values"], dtype=np.float64).reshape(sample["shape"])
+
+
+def _versus_fp32(run: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Top-1 agreement and max |Δ| of an engine's sample rows with the FP32 engine's, on the same inputs."""
+    if reference is None or reference is run:
+        return None
+    mine, theirs = _sample_rows(run), _sample_rows(reference)
+    if mine is None or theirs is None or mine.shape != theirs.shape:
+        return None
+    return {"rows": int(mine.shape[0]), "max_abs_diff": float(abs(mine - theirs).max()),
+            "top1_agreement": float((mine.argmax(1) == theirs.argmax(1)).mean())}
+
+
 def measurements_from_document(document: dict[str, Any]) -> list[dict[str, Any]]:
     """The device's successful runs as plain measurement records (the fields of ``bench.backend.Measurement``)."""
     out = []
-    for run in document.get("runs", []):
+    runs = document.get("runs", [])
+    fp32_at = {r["batch"]: r for r in runs if r["status"] == "ok" and (r["graph"], r["precision"]) == ("fp32", "fp32")}
+    for run in runs:
         if run.get("status") != "ok" or (run["graph"], run["precision"]) not in _KEYS:
             continue
         key, suffix = _KEYS[(run["graph"], run["precision"])]
-        ran = _ran(run)
+        ran = precision_ran(run)
         runtime = run.get("runtime", "tensorrt")
         short = "TRT" if runtime == "tensorrt" else "ORT"
         label = f"{short} {ran.upper()}{suffix}"
@@ -148,9 +190,10 @@ def measurements_from_document(document: dict[str, Any]) -> list[dict[str, Any]]
         latency = run.get("latency_ms") or {}
         extra = {"gpu_compute": list(latency["gpu_compute"])} if latency.get("gpu_compute") else {}
         engine = run.get("engine") or {}
-        info = {k: run[k] for k in ("layers", "io_api", "power", "max_abs_diff_vs_fp32", "top1_agreement_vs_fp32")
-                if k in run}
-        info["device_precision_ran"] = run.get("precision_ran")
+        info = {k: run[k] for k in ("layers", "io_api", "power") if k in run}
+        versus = _versus_fp32(run, fp32_at.get(run["batch"]))
+        if versus is not None:
+            info["vs_fp32_engine"] = versus
         if engine:
             info["engine"] = {k: engine.get(k) for k in ("cache_hit", "build_s", "bytes", "cache_key")}
         out.append({
@@ -162,14 +205,29 @@ def measurements_from_document(document: dict[str, Any]) -> list[dict[str, Any]]
     return out
 
 
+def _on_gpu_without_int8(document: dict[str, Any]) -> bool:
+    return document.get("runtime") in _GPU_RUNTIMES and (document.get("platform") or {}).get("fast_int8") is False
+
+
 def comparisons_from_document(document: dict[str, Any]) -> list[tuple[str, str]]:
-    """(baseline, candidate) measurement keys the device's headline and reference comparisons name."""
-    pairs: list[tuple[str, str]] = []
-    for comparison in document.get("comparisons", [])[:1]:
-        for entry in [comparison.get("headline"), *comparison.get("others", [])]:
-            if not entry:
-                continue
-            base, cand = _KEYS.get(tuple(entry["baseline"])), _KEYS.get(tuple(entry["candidate"]))
-            if base and cand and (base[0], cand[0]) not in pairs:
-                pairs.append((base[0], cand[0]))
+    """(baseline, candidate) measurement keys to compare, headline first.
+
+    INT8 vs FP32 where the device has INT8; on a GPU without fast INT8 (the Nano) FP16 vs FP32, from the FP32
+    graph and from the student with its Q/DQ stripped; FP16 vs FP32 as a reference wherever TensorRT ran.
+    """
+    if _on_gpu_without_int8(document):
+        return [("fp32", "fp16"), ("student-fp32", "student-fp16")]
+    pairs = [("fp32", "int8")]
+    if document.get("runtime") in _GPU_RUNTIMES:
+        pairs.append(("fp32", "fp16"))
     return pairs
+
+
+def notes_from_document(document: dict[str, Any]) -> list[str]:
+    """The device's own notes, and what its runtime means for the comparison (the Nano rule, the CPU fallback)."""
+    notes = [str(n) for n in document.get("notes", [])]
+    if _on_gpu_without_int8(document):
+        notes.append(NANO_NOTE)
+    elif document.get("runtime") not in _GPU_RUNTIMES:
+        notes.append(FALLBACK_NOTE)
+    return notes

@@ -263,5 +263,5 @@ def run_device_bench(
     if error is not None:
         raise error
     document = _parse_document(done, where)
-    document["workstation_notes"] = notes  # kept for the record; the device program says it again in its notes
+    document["workstation_notes"] = notes  # the pre-flight check's notes, kept for the record
     return DeviceRun(document, report, sorted(needed), skipped, setup, prepared)

@@ -174,6 +174,43 @@ def test_weight_axis_wrong_for_conv_and_right_for_conv_transpose():
     assert rules(m)["weight-axis"] == "error"
 
 
+def _float_weight_qdq(g: G, q_axis: int, dq_axis: int, scale: np.ndarray | None = None) -> str:
+    """A float weight -> Q(axis) -> DQ(axis), the form PyTorch's exporter writes (no int8 initializer)."""
+    w = g.init(np.ones((C, C, 3, 3), np.float32), "wf")
+    s = g.init(np.full(C, 0.01, np.float32) if scale is None else scale, "wf_scale")
+    z = g.init(np.zeros(C, np.int8), "wf_zp")
+    q = g.node("QuantizeLinear", [w, s, z], name="wf_q", axis=q_axis)
+    return g.node("DequantizeLinear", [q, s, z], name="wf_dq", axis=dq_axis)
+
+
+def test_float_weight_through_q_and_dq_is_a_weight_with_its_axis_checked():
+    g = G()  # legal: per-channel on the output channels of a Conv; it is a weight, not an activation
+    m = g.model(g.node("Conv", [g.qdq("x"), _float_weight_qdq(g, 0, 0)], pads=[1, 1, 1, 1]))
+    assert "activation-per-channel" not in rules(m) and "weight-axis" not in rules(m)
+    g = G()  # wrong axis on both nodes: each is named
+    m = g.model(g.node("Conv", [g.qdq("x"), _float_weight_qdq(g, 1, 1)], pads=[1, 1, 1, 1]))
+    assert sorted(f.node for f in lint_model(m) if f.rule == "weight-axis") == ["wf_dq", "wf_q"]
+    assert "activation-per-channel" not in rules(m)
+    g = G()  # Q right, DQ wrong: the DQ is named
+    m = g.model(g.node("Conv", [g.qdq("x"), _float_weight_qdq(g, 0, 1)], pads=[1, 1, 1, 1]))
+    assert [f.node for f in lint_model(m) if f.rule == "weight-axis"] == ["wf_dq"]
+
+
+def test_text_scale_or_zero_point_is_a_finding_naming_the_dtype():
+    g = G()
+    conv = g.node("Conv", [g.qdq("x"), _float_weight_qdq(g, 0, 0)], pads=[1, 1, 1, 1])
+    m = g.model(conv)
+    scale = next(i for i in m.graph.initializer if i.name == "wf_scale")
+    scale.CopyFrom(helper.make_tensor("wf_scale", TensorProto.STRING, [C], [b"0.01"] * C))
+    found = [f for f in lint_model(m) if f.rule == "scale-dtype"]
+    assert {f.node for f in found} == {"wf_q", "wf_dq"} and "holds text" in found[0].message
+    assert not [f for f in lint_model(m) if f.rule == "malformed-node"]
+    zp = next(i for i in m.graph.initializer if i.name == "wf_zp")
+    zp.CopyFrom(helper.make_tensor("wf_zp", TensorProto.STRING, [C], [b"0"] * C))
+    scale.CopyFrom(numpy_helper.from_array(np.full(C, 0.01, np.float32), "wf_scale"))
+    assert rules(m)["zero-point-dtype"] == "error"
+
+
 def test_activation_quantized_per_channel():
     g = G()
     x = g.qdq("x", scale=np.full(C, 0.1, np.float32), axis=1)

@@ -16,13 +16,16 @@ Rules (id: severity under ``tensorrt`` / under ``onnxruntime``):
 - ``zero-point-missing``: no zero-point input (ONNX then means uint8; TensorRT 8.2's parser needs an
   explicit int8 one): error / -.
 - ``uint8``: uint8 Q/DQ (TensorRT is signed int8 only): error / -.
-- ``scale-dtype``: a scale that is not float32 (TensorRT 8.2's parser checks it): error / -.
+- ``scale-dtype``: a scale that is not float32 (TensorRT 8.2's parser checks it): error / -; a scale that
+  is not numbers at all (text): error / error.
+- ``zero-point-dtype``: a zero-point that is not integers (text, float): error / error.
 - ``zero-point-shape``: a zero-point whose size differs from the scale's (the ONNX spec and TensorRT's
   parser both require equal shapes): error / error.
 - ``scale-constant``: a scale or zero-point that is not a constant: error / error.
 - ``scale-positive``: a zero, negative or non-finite scale: error / error.
 - ``weight-axis``: per-channel weight scales not on the output-channel axis (0 for Conv and Gemm with
-  transB, 1 for ConvTranspose), or not one scale per channel: error / error.
+  transB, 1 for ConvTranspose), or not one scale per channel: error / error. A weight is an integer
+  initializer -> DQ, or a float initializer -> Q -> DQ; both nodes of the second form are checked.
 - ``activation-per-channel``: a per-channel Q/DQ on an activation: error / warning.
 - ``qdq-on-output``: a network output produced by Q or DQ: error / warning.
 - ``q-dq-pair``: a QuantizeLinear not followed directly by DequantizeLinear: error / -.
@@ -282,6 +285,11 @@ def _lint_qdq_node(g: _Graph, n: Any, trt: bool, add: Any) -> None:
     if scale is None:
         add("scale-constant", "error", name, f"{n.op_type} scale '{scale_name}' is not a constant",
             "make scales constant initializers (fold them before export)")
+    elif scale.dtype.kind not in "fiu":  # text, bool or complex: nothing ONNX Q/DQ accepts
+        kind = "text" if scale.dtype.kind in "OSU" else str(scale.dtype)
+        add("scale-dtype", "error", name, f"{n.op_type} scale '{scale_name}' holds {kind}, not numbers",
+            "re-export the model; scales are float32 tensors")
+        return
     elif not np.all(np.isfinite(scale)) or np.any(scale <= 0):
         bad = scale.reshape(-1)[(~np.isfinite(scale.reshape(-1))) | (scale.reshape(-1) <= 0)][:3]
         add("scale-positive", "error", name, f"{n.op_type} has zero, negative or non-finite scale(s) {bad.tolist()}",
@@ -290,6 +298,11 @@ def _lint_qdq_node(g: _Graph, n: Any, trt: bool, add: Any) -> None:
     if zp_name and zp is None:
         add("scale-constant", "error", name, f"{n.op_type} zero-point '{zp_name}' is not a constant",
             "make zero-points constant initializers")
+    if zp is not None and zp.dtype.kind not in "iu":
+        add("zero-point-dtype", "error", name, f"{n.op_type} zero-point '{zp_name}' holds "
+            f"{'text' if zp.dtype.kind in 'OSU' else zp.dtype}, not integers", "re-export the model; zero-points are "
+            "int8 (or uint8) tensors")
+        return
     if scale is not None and zp is not None and zp.size != scale.size:
         add("zero-point-shape", "error", name, f"{n.op_type} has {zp.size} zero-point(s) for {scale.size} scale(s)",
             "give the zero-point the scale's shape")
@@ -310,17 +323,15 @@ def _lint_qdq_node(g: _Graph, n: Any, trt: bool, add: Any) -> None:
     if scale is None or scale.size <= 1:
         return
     axis = int(g.attr(n, "axis", 1))
-    data = g.constant(n.input[0])
+    data, readers = _weight_and_readers(g, n)
     if data is None:
         add("activation-per-channel", "error" if trt else "warning", name,
             f"{n.op_type} quantizes an activation per channel ({scale.size} scales)",
             "quantize activations per tensor (one scale)")
         return
-    if n.op_type != "DequantizeLinear":
-        return
     axis = axis % data.ndim if data.ndim else 0
-    for consumer in g.consumers.get(n.output[0], []):
-        index = list(consumer.input).index(n.output[0])
+    for consumer, tensor in readers:
+        index = list(consumer.input).index(tensor)
         want = _weight_axis(g, consumer, index, data.shape)
         if want is None:
             continue
@@ -330,6 +341,25 @@ def _lint_qdq_node(g: _Graph, n: Any, trt: bool, add: Any) -> None:
         elif data.shape[want] != scale.size:
             add("weight-axis", "error", name, f"{scale.size} scales for {data.shape[want]} output channels",
                 "give one scale per output channel")
+
+
+def _weight_and_readers(g: _Graph, n: Any) -> tuple[np.ndarray | None, list[tuple[Any, str]]]:
+    """The constant weight a Q/DQ node quantizes (None: an activation) and the nodes that read it dequantized.
+
+    Two forms carry a weight: an integer initializer -> DequantizeLinear, and a float initializer ->
+    QuantizeLinear -> DequantizeLinear (what PyTorch's exporter writes). In the second form the DQ's input is
+    the Q's output, not a constant, and the Q's readers are its DQs' readers: both nodes are checked against
+    the layer that uses the weight.
+    """
+    source = g.producer.get(n.input[0])
+    if n.op_type == "DequantizeLinear":
+        data = g.constant(n.input[0])
+        if data is None and source is not None and source.op_type == "QuantizeLinear" and source.input:
+            data = g.constant(source.input[0])
+        return data, [(c, n.output[0]) for c in g.consumers.get(n.output[0], [])]
+    readers = [(c, dq.output[0]) for dq in g.consumers.get(n.output[0], []) if dq.op_type == "DequantizeLinear"
+               and dq.output for c in g.consumers.get(dq.output[0], [])]
+    return g.constant(n.input[0]), readers
 
 
 def _lint_placement(g: _Graph, qdq: list[Any], add: Any) -> None:

@@ -45,7 +45,7 @@ def main() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# train / demo (issue: SQAKD training end to end)
+# train / demo
 # ---------------------------------------------------------------------------------------------
 
 _TRAIN_EXAMPLES = """
@@ -289,7 +289,7 @@ def demo(out: str, data: str, model: str, quantizer: str, backward: str, wbits: 
 
 
 # ---------------------------------------------------------------------------------------------
-# export / check (issue: export --int8)
+# export / check
 # ---------------------------------------------------------------------------------------------
 
 _EXPORT_EXAMPLES = """
@@ -366,7 +366,7 @@ def check(model: str, target: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# build (issue: on the device)
+# build
 # ---------------------------------------------------------------------------------------------
 
 
@@ -396,7 +396,7 @@ def build(model: Path, precision: str, out: Path | None, batch: int, workspace_m
 
 
 # ---------------------------------------------------------------------------------------------
-# bench (issues: bench on this machine; on the device)
+# bench
 # ---------------------------------------------------------------------------------------------
 
 
@@ -470,16 +470,8 @@ def bench(export_dir: Path, device: str, host: str | None, setup: bool, inventor
     )
     backend = None
     if device != "local":
-        import importlib
+        from .bench import remote
 
-        try:
-            remote = importlib.import_module("sqakd_edge.bench.remote")
-        except ModuleNotFoundError as exc:
-            if exc.name != "sqakd_edge.bench.remote":
-                raise
-            raise ConfigError(f"--device {device}: remote benchmarking is not part of this sqakd-edge; "
-                              "use --device local") from None
-        # The device path's hook: make_backend(...) returns a bench.backend.Backend.
         backend = remote.make_backend(device=device, host=host, setup=setup, inventory=inventory, port=port,
                                       identity_file=identity, known_hosts_file=known_hosts,
                                       accept_new_host_key=accept_new_host_key, remote_python=remote_python,

@@ -175,11 +175,10 @@ def test_fp32_graph_as_int8_is_labelled_by_what_ran(export, tmp_path):
     assert any("int8 was requested but fp32 ran" in w for w in doc["warnings"])
 
 
-def test_remote_device_without_remote_module_or_host_on_local(export):
-    if (REPO / "sqakd_edge" / "bench" / "remote" / "__init__.py").exists():
-        pytest.skip("the device path is present; its own tests cover --device")
-    assert_one_line_error(bench(export, "--device", "jetson-nano", *FAST), "remote benchmarking is not part")
-    assert_one_line_error(bench(export, "--host", "me@nano", *FAST), "--host and --setup are for a remote")
+def test_remote_flags_on_the_local_device_are_refused(export):
+    assert_one_line_error(bench(export, "--host", "me@nano", *FAST), "--host are for a remote --device")
+    assert_one_line_error(bench(export, "--setup", "--docker", "img", *FAST), "--setup, --docker are for a remote")
+    assert_one_line_error(bench(export, "--device", "jetson-nano", *FAST), "also give --host")
 
 
 # --- Ctrl-C -------------------------------------------------------------------------------------------------

@@ -169,8 +169,6 @@ class LocalBackend:
                             "differs from the manifest's)")
         elif importlib.util.find_spec("torch") is None:
             eager_reason = "torch is not installed"
-        elif self.model_loader is None and importlib.util.find_spec("sqakd_edge.train.checkpoint") is None:
-            eager_reason = "this sqakd-edge has no checkpoint loader (sqakd_edge.train.checkpoint)"
         if eager_reason is None:
             available.append("eager")
         if wanted is None:

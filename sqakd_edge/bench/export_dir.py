@@ -1,7 +1,8 @@
 """Reading an export directory (``model.fp32.onnx``, ``model.int8.onnx``, ``manifest.json``).
 
-The layout and the manifest are agreed in INTERFACES.md. Everything the bench needs from them is
-checked here, once, with one-line errors that say how to fix the directory.
+The layout and the manifest are what ``sqakd-edge export`` writes (README, "Export: QDQ ONNX ...").
+Everything the bench needs from them is checked here, once, with one-line errors that say how to fix the
+directory.
 """
 
 from __future__ import annotations

@@ -102,8 +102,10 @@ class ConvGeometry:
 class FoldedQuantConv2d(FoldedQuantLayer):
     """A :class:`FoldedQuantLayer` computing a 2-D convolution."""
 
-    def __init__(self, conv: nn.Conv2d, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, conv: nn.Conv2d, weight_int: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor,
+                 act_quantizer: Quantizer, *, source: str, bn: str | None, wbits: int, dead_channels: int) -> None:
+        super().__init__(weight_int, weight_scale, bias, act_quantizer, source=source, bn=bn, wbits=wbits,
+                         dead_channels=dead_channels)
         self.geometry = ConvGeometry(conv)
 
     def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -18,18 +18,15 @@ from .quantizers import FAMILIES, Quantizer
 def make_act_quantizer(config: QuantConfig, bits: int, sign: str, family: str | None = None) -> Quantizer:
     """An activation quantizer of ``family`` (default: the config's) at ``bits``, with the config's backward."""
     family = family or config.quantizer
-    kwargs: dict[str, object] = {"backward": config.backward, "delta_init": config.ewgs_delta_init, "sign": sign,
-                                 "int8_safe": config.deployable}
-    if family == "interval":
-        kwargs["deployable"] = config.deployable
-    return FAMILIES[family][1](bits, **kwargs)  # type: ignore[arg-type]
+    return FAMILIES[family][1](bits, config.backward, config.ewgs_delta_init, sign=sign, deployable=config.deployable)
 
 
 def make_quantizers(layer: nn.Module, config: QuantConfig) -> tuple[Quantizer, Quantizer]:
     """The (weight, input-activation) quantizer pair that ``config`` asks for, sized for ``layer``."""
     weight_cls = FAMILIES[config.quantizer][0]
-    channels = layer.weight.shape[0] if config.weight_granularity == "per_channel" else None  # type: ignore[index]
-    weight_q = weight_cls(config.wbits, channels=channels, deployable=config.deployable,  # type: ignore[arg-type]
+    weight: torch.Tensor = layer.weight  # type: ignore[assignment]  # Conv2d/Linear: a Parameter
+    channels = int(weight.shape[0]) if config.weight_granularity == "per_channel" else None
+    weight_q = weight_cls(config.wbits, channels=channels, deployable=config.deployable,
                           backward=config.backward, delta_init=config.ewgs_delta_init)
     return weight_q, make_act_quantizer(config, config.abits, config.act_sign)
 

@@ -117,6 +117,9 @@ class Quantizer(nn.Module):
         m = level_map
         return fake_quant(x, scale, self.delta, self.backward_kind == "ewgs", m.a, m.c, m.kmin, m.kmax)
 
+    def _init_parameters(self) -> None:
+        """Create the family's learned parameters; the base classes call it at the end of ``__init__``."""
+
     def initialize(self, x: torch.Tensor) -> None:
         """Set data-dependent parameters from the first input (no-op by default)."""
 
@@ -147,11 +150,14 @@ class _ActQuantizer(Quantizer):
     signed: torch.Tensor
 
     def __init__(self, bits: int, backward: str = "ste", delta_init: float = 1e-3, *, sign: str = "auto",
-                 int8_safe: bool = True) -> None:
+                 deployable: bool = True) -> None:
+        """``deployable``: grids INT8 can hold (8-bit unsigned as [0, 127]; interval: lower bound fixed at 0)."""
         super().__init__(bits, backward, delta_init)
         self.auto_sign = sign == "auto"
-        self.int8_safe = int8_safe
+        self.deployable = deployable
+        self.int8_safe = deployable
         self.register_buffer("signed", torch.tensor(sign == "signed"))
+        self._init_parameters()
 
     def initialize(self, x: torch.Tensor) -> None:
         if self.auto_sign:
@@ -170,8 +176,7 @@ class PACTActivation(_ActQuantizer):
     quantization-error term that autograd gives for ``alpha/qmax * round(x*qmax/alpha)``.
     """
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def _init_parameters(self) -> None:
         self.alpha = nn.Parameter(torch.tensor(6.0))
 
     def initialize(self, x: torch.Tensor) -> None:
@@ -194,8 +199,7 @@ class LSQActivation(_ActQuantizer):
 
     signed_mode = "full"
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def _init_parameters(self) -> None:
         self.step = nn.Parameter(torch.tensor(1.0))
 
     def initialize(self, x: torch.Tensor) -> None:
@@ -234,11 +238,9 @@ class IntervalActivation(_ActQuantizer):
     which is an affine grid that symmetric INT8 cannot hold.
     """
 
-    def __init__(self, *args: object, deployable: bool = True, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.deployable = deployable
+    def _init_parameters(self) -> None:
         self.upper = nn.Parameter(torch.tensor(1.0))
-        self.lower = nn.Parameter(torch.tensor(0.0), requires_grad=not deployable)
+        self.lower = nn.Parameter(torch.tensor(0.0), requires_grad=not self.deployable)
 
     def initialize(self, x: torch.Tensor) -> None:
         super().initialize(x)
@@ -289,6 +291,7 @@ class _WeightQuantizer(Quantizer):
         if deployable and signed_map(bits, mode).qmax > 127:
             mode = "narrow"  # 2^8 odd levels need 9 bits: use the symmetric 8-bit grid instead
         self.mode = mode
+        self._init_parameters()
 
     @property
     def per_channel(self) -> bool:
@@ -314,8 +317,7 @@ class LSQWeight(_WeightQuantizer):
 
     grid_mode = "full"
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def _init_parameters(self) -> None:
         self.step = self._param(1.0)
 
     def initialize(self, x: torch.Tensor) -> None:
@@ -361,8 +363,7 @@ class IntervalWeight(_WeightQuantizer):
     The levels are multiplied by a learned output scale; the grid is ``output_scale / qmax * q``.
     """
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def _init_parameters(self) -> None:
         self.lower = self._param(-1.0)
         self.upper = self._param(1.0)
         self.output_scale = self._param(1.0)

@@ -65,8 +65,8 @@ class QuantConfig:
             quant layers read once, at ``abits``, with one quantizer those layers share (instead of the
             tensor at ``residual_bits`` and each reader re-quantizing it to ``abits``). The conv inputs
             are the same ``abits`` grids either way; the skip then carries that grid too, and the
-            exported graph has no requantization between blocks (ONNX Runtime: 1.2x faster on
-            ResNet-18). Needs ``residual_bits`` > 0; DoReFa students keep separate quantizers (their
+            exported graph has no requantization between blocks (faster on ONNX Runtime:
+            ``benchmarks/bench_speed.py``). Needs ``residual_bits`` > 0; DoReFa students keep separate quantizers (their
             fixed [0, 1] activation range would clip the skip).
     """
 

@@ -3,7 +3,7 @@
 The paper quantizes only the inputs of weighted layers, so a residual block's last conv feeds a float
 Add, and no integer runtime can keep that conv, or the Add, in integers: ONNX Runtime's ``DQ -> Conv -> Q``
 fusion needs a Q on the conv's output and its ``QLinearAdd`` needs both Add inputs dequantized. Without
-them half of a ResNet's convs ran in float (the INT8 graph was 0.5x the FP32 one on this CPU). A Q/DQ
+them half of a ResNet's convs ran in float (the INT8 graph was then slower than the FP32 one). A Q/DQ
 added only at export would change values the student never saw; quantizers trained with the student keep
 the exported graph exact. They are 8-bit by default, so they cost the student almost nothing.
 

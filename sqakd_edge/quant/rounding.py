@@ -67,8 +67,8 @@ class _FakeQuant(torch.autograd.Function):
     Here the forward is four passes into two new tensors, and for a scalar scale it saves only ``x``
     (which the layer before keeps alive anyway) and the integer values, not ``u`` or a mask. The
     backward is one masked copy (``hardtanh_backward``: a vectorised kernel, where a bool mask with
-    ``torch.where`` is ~6x slower on CPU) and two dot products for the scale. Together that made the
-    SQAKD step 1.8x -> 1.5x an FP32 step (``benchmarks/train_step.py``). Not twice differentiable: the
+    ``torch.where`` is several times slower on CPU) and two dot products for the scale; what that saves per
+    step is measured by ``benchmarks/train_step.py``. Not twice differentiable: the
     EWGS Hessian estimate uses the op-by-op path.
     """
 

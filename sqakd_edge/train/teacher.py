@@ -5,13 +5,13 @@ the same logits up to float rounding (~1e-6):
 
 - in eval mode BatchNorm is an affine map per channel: folded into the preceding convolution it costs
   no pass over the activations;
-- on CPU, oneDNN's convolutions run ~25% faster in channels-last (NHWC) layout (ResNet-20 forward,
-  batch 128, 1 thread: 0.125 s -> 0.096 s with both). The student keeps the default layout: its
-  fake-quant roundings should not depend on the teacher's speed-ups.
+- on CPU, oneDNN's convolutions run faster in channels-last (NHWC) layout (``benchmarks/train_step.py``
+  measures the step). The student keeps the default layout: its fake-quant roundings should not depend
+  on the teacher's speed-ups.
 
 With mixed precision on (``TrainConfig.amp``, the default) the teacher's forward also runs under autocast:
 on CUDA as the student's does, and on a CPU that computes bfloat16 natively (AMX, AVX512-BF16) in bfloat16,
-3.3x faster here (0.13 s -> 0.04 s) with logits within ~0.5% of float32. The student's fake-quant forward
+several times faster than float32 there, with logits within ~0.5% of float32. The student's fake-quant forward
 stays float32 on CPU, and evaluation (the held-out KL that picks ``best.pt``) runs the teacher in float32.
 """
 

@@ -30,11 +30,12 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
+from sqakd_edge.atomic import atomic_write_text
 from sqakd_edge.config import QuantConfig, TrainConfig, to_dict
 from sqakd_edge.data import open_dataset
 from sqakd_edge.quant import prepare_qat
 from sqakd_edge.train import build_model_from_checkpoint, evaluate, fit, get_recipe, load_checkpoint
-from sqakd_edge.train.checkpoint import atomic_write_bytes, model_meta
+from sqakd_edge.train.checkpoint import model_meta
 from sqakd_edge.train.loop import RunData, split_held_out
 
 METHODS = ("ce", "sqakd")
@@ -125,7 +126,7 @@ def train_one(out: Path, make_model: Any, data: RunData, test: Any, config: Trai
     result = {"history": fitted.history, "best": fitted.best, "seconds": seconds, "test_acc": acc_best,
               "test_acc_last": acc_last}
     text = json.dumps(result, indent=2)
-    atomic_write_bytes(result_file, lambda f: f.write(text.encode()))
+    atomic_write_text(result_file, text)
     return result
 
 
@@ -250,9 +251,9 @@ def with_ext(base: Path, ext: str) -> Path:
 
 def write_results(base: Path, report: dict[str, Any]) -> None:
     text_json = json.dumps(report, indent=2)
-    atomic_write_bytes(with_ext(base, ".json"), lambda f: f.write(text_json.encode()))
+    atomic_write_text(with_ext(base, ".json"), text_json)
     text_md = markdown(report)
-    atomic_write_bytes(with_ext(base, ".md"), lambda f: f.write(text_md.encode()))
+    atomic_write_text(with_ext(base, ".md"), text_md)
 
 
 def short(config: TrainConfig) -> str:

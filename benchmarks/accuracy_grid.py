@@ -36,12 +36,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from sqakd_edge.atomic import atomic_write_text
 from sqakd_edge.config import QuantConfig, TrainConfig, to_dict
 from sqakd_edge.data import open_dataset
 from sqakd_edge.hashing import file_sha256
 from sqakd_edge.quant import prepare_qat
 from sqakd_edge.train import build_model_from_checkpoint, evaluate, fit, get_recipe, load_checkpoint
-from sqakd_edge.train.checkpoint import atomic_write_bytes
 from sqakd_edge.train.loop import RunData, split_held_out
 
 ROOT = Path(__file__).resolve().parent
@@ -323,9 +323,9 @@ def write(base: Path, results: dict[str, Any]) -> None:
     results["table"] = table(results)
     results["written"] = time.strftime("%Y-%m-%d %H:%M:%S")
     text = json.dumps(results, indent=1)
-    atomic_write_bytes(base.with_name(base.name + ".json"), lambda f: f.write(text.encode()))
+    atomic_write_text(base.with_name(base.name + ".json"), text)
     md = markdown(results)
-    atomic_write_bytes(base.with_name(base.name + ".md"), lambda f: f.write(md.encode()))
+    atomic_write_text(base.with_name(base.name + ".md"), md)
     if results["table"]:
         plot(results, base.with_name(base.name + ".png"))
 

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sqakd_edge.atomic import atomic_write_json, atomic_write_text
 from sqakd_edge.bench.environment import collect_environment, load_average
-from sqakd_edge.bench.files import atomic_write_json, atomic_write_text
 from sqakd_edge.bench.inputs import random_batch
 from sqakd_edge.bench.measure import measure
 from sqakd_edge.bench.runners import OrtRunner, Runner, TorchRunner

@@ -119,11 +119,11 @@ def run_demo(out_dir: str | Path, *, data: str = "embedded", model: str = "resne
 
 
 def _write_summary(result: DemoResult) -> None:
-    from .train.checkpoint import atomic_write_bytes
+    from .atomic import atomic_write_text
 
     doc = {"rows": result.rows, "seconds": result.seconds, "parity": result.parity, "bench": result.bench}
     text = json.dumps(doc, indent=2)
-    atomic_write_bytes(result.out_dir / "summary.json", lambda f: f.write(text.encode()))
+    atomic_write_text(result.out_dir / "summary.json", text)
 
 
 def format_summary(result: DemoResult) -> str:

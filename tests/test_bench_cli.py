@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sqakd_edge.bench import files as bench_files
+from sqakd_edge import atomic
 from sqakd_edge.bench.results import validate_results
 from sqakd_edge.bench.runners import OrtRunner
 from sqakd_edge.cli import main
@@ -219,7 +219,18 @@ def test_ctrl_c_while_writing_leaves_no_partial_file(export, tmp_path, monkeypat
     def interrupted_fsync(fd):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bench_files.os, "fsync", interrupted_fsync)
+    monkeypatch.setattr(atomic.os, "fsync", interrupted_fsync)
     assert bench(export, "--out", out, *FAST).exit_code == 130
     assert (out / "results.json").read_text() == '{"old": true}\n'
     assert [p.name for p in out.iterdir()] == ["results.json"]  # no temporary files left behind
+
+
+def test_outputs_get_the_mode_open_would_give_them(export, tmp_path):
+    """One atomic writer for the package: its files are 0666 & ~umask like open()'s, not mkstemp's 0600."""
+    old = os.umask(0o022)
+    try:
+        assert bench(export, "--out", tmp_path / "out", *FAST).exit_code == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "out").iterdir()}
+    assert modes and set(modes.values()) == {0o644}, modes

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write_json, atomic_write_text
 from ..errors import ConfigError
 from .backend import Backend, BenchJob, LocalBackend
 from .environment import collect_environment
 from .export_dir import load_export_dir
-from .files import atomic_write_json, atomic_write_text
 from .inputs import data_batch, load_eval_data, random_batch
 from .report import render_markdown
 from .results import build_results, validate_results

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
 from ..errors import require
-from .files import atomic_write_bytes
 
 
 def render_png(doc: dict[str, Any]) -> bytes:

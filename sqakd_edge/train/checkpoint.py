@@ -7,14 +7,13 @@ is never inside a student's checkpoint; its path and hash are.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..atomic import atomic_write
 from ..config import QuantConfig, from_dict
 from ..errors import CheckpointError, ConfigError
 from ..hashing import file_sha256  # noqa: F401 -- re-exported: train and export record teacher hashes
@@ -25,27 +24,11 @@ VERSION = 1
 KINDS = ("fp", "student")
 
 
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call ``write(file_object)`` on a temp file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a run's files are ordinary files (as open() makes)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
     """Save atomically: a crash mid-write leaves the previous file intact."""
-    atomic_write_bytes(Path(path), lambda f: torch.save(checkpoint, f))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
 def load_checkpoint(path: str | Path, *, kind: str | None = None) -> dict[str, Any]:

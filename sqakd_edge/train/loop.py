@@ -24,10 +24,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from .. import __version__
+from ..atomic import atomic_write, atomic_write_text
 from ..config import QuantConfig, TrainConfig, from_dict, to_dict
 from ..errors import ConfigError, DataError, TrainingError
 from ..stale import remove_stale, restore_set_aside
-from .checkpoint import FORMAT, VERSION, atomic_write_bytes, load_checkpoint, save_checkpoint
+from .checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, device_for, gather_objects
 from .ewgs import update_ewgs_deltas
 from .loss import training_loss
@@ -185,7 +186,7 @@ def _prepare_out_dir(out_dir: Path, *, resume: bool, force: bool, info: DistInfo
 def _copy_atomic(src: Path, dst: Path) -> None:
     """Copy through a fresh temp file (never a fixed name a link could be planted at) and a rename."""
     with open(src, "rb") as inp:
-        atomic_write_bytes(dst, lambda out: shutil.copyfileobj(inp, out))
+        atomic_write(dst, lambda out: shutil.copyfileobj(inp, out))
 
 
 def _set_aside(out_dir: Path, force: bool, resume: bool, info: DistInfo) -> Path | None:
@@ -233,7 +234,7 @@ def fit(student: nn.Module, data: RunData, config: TrainConfig, out_dir: str | P
 
 def _write_metrics(out_dir: Path, history: list[dict[str, Any]]) -> None:
     text = "".join(json.dumps(row) + "\n" for row in history)
-    atomic_write_bytes(out_dir / "metrics.jsonl", lambda f: f.write(text.encode()))
+    atomic_write_text(out_dir / "metrics.jsonl", text)
 
 
 def _check_resume_matches(ckpt: dict[str, Any], expected: dict[str, Any], path: Path) -> None:
@@ -497,7 +498,7 @@ def _fit(
         if quant_plan is not None:
             summary["layers"] = quant_plan
         text = json.dumps(summary, indent=2)
-        atomic_write_bytes(out / "summary.json", lambda f: f.write(text.encode()))
+        atomic_write_text(out / "summary.json", text)
     return result
 
 

@@ -7,6 +7,8 @@ Messages say what was wrong, what is allowed, and what to do.
 
 from __future__ import annotations
 
+import re
+
 
 class SqakdEdgeError(Exception):
     """Base class of every error caused by user input or the environment."""
@@ -72,3 +74,18 @@ def require(module: str, feature: str, install: str | None = None):  # noqa: ANN
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(module, feature, install or f"pip install {module}") from exc
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def first_line(exc: BaseException, limit: int = 200, *, typed: bool = False) -> str:
+    """The first line of an exception's message, for a one-line error that wraps it.
+
+    Terminal control sequences are removed and the line is bounded; an empty message gives the exception's
+    type name. ``typed`` prefixes the type (``OSError: ...``) where the type is part of the explanation.
+    """
+    text = _ANSI.sub("", (str(exc).strip().splitlines() or [""])[0]).strip()[:limit]
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if typed else text

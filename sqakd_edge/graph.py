@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .errors import SqakdEdgeError
+from .errors import SqakdEdgeError, first_line
 
 _ADD_TARGETS = (operator.add, operator.iadd, torch.add)
 BN_TYPES = (nn.BatchNorm2d,)
@@ -68,7 +68,7 @@ def trace(model: nn.Module) -> fx.GraphModule:
     try:
         graph = tracer.trace(model)
     except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError, ...)
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        reason = first_line(exc)
         where = tracer.failed_at or None
         at = f"in the forward of {where} ({type(model.get_submodule(where)).__name__})" if where else \
             f"in {type(model).__name__}.forward"

@@ -14,11 +14,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from . import errors
 from .errors import CheckpointError
 
 SAVE_HINT = ("save the weights as a state_dict in your own code: torch.save(model.state_dict(), 'weights.pt'), "
              "then pass that file")
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def is_torchscript(path: Path) -> bool:
@@ -32,9 +32,8 @@ def is_torchscript(path: Path) -> bool:
 
 def first_line(exc: BaseException) -> str:
     """``Type: first line`` of an exception, without terminal escapes or torch's advice to load unsafely."""
-    text = _ANSI.sub("", (str(exc).strip().splitlines() or [""])[0])
-    text = text.split("Re-running `torch.")[0].strip()
-    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
+    text = errors.first_line(exc, limit=400).split("Re-running `torch.")[0].strip()[:160]
+    return f"{type(exc).__name__}: {text}" if text and text != type(exc).__name__ else type(exc).__name__
 
 
 def read_torch_file(path: str | Path) -> Any:

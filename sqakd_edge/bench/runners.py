@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EngineError, require
+from ..errors import EngineError, first_line, require
 
 # Operator types in ONNX Runtime's optimised graph that run a weighted layer (conv, matmul) on
 # integers, and those that run one in float. Counting them tells whether the QDQ graph actually
@@ -131,7 +131,7 @@ class OrtRunner(Runner):
             try:
                 self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
             except Exception as exc:  # ORT raises its own pybind exception types; the message is what matters
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                first = first_line(exc)
                 raise EngineError(
                     f"ONNX Runtime cannot load {self.path.name}: {first[:300]}; re-export the model "
                     "(is the file complete and an ONNX graph?)"
@@ -162,7 +162,7 @@ class OrtRunner(Runner):
         try:
             return self.session.run([self._output_name], {self._input_name: batch})[0]
         except Exception as exc:  # e.g. a batch size a fixed-shape graph does not accept
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise EngineError(f"ONNX Runtime failed to run {self.path.name} on a batch of shape "
                               f"{list(batch.shape)}: {first[:300]}") from None
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, EngineError, require
+from ..errors import ConfigError, EngineError, first_line, require
 
 PRECISIONS = ("fp32", "fp16", "int8")
 TENSORRT_HINT = ("pip install tensorrt on an x86 machine with an NVIDIA GPU (from NVIDIA's package index); "
@@ -81,7 +81,7 @@ def build_engine(model: str | Path, precision: str, out: str | Path | None = Non
         try:
             done = prep.prepare_file(str(model), str(prepared))  # fold Identity nodes TensorRT 8.x rejects
         except Exception as exc:  # onnx's checker and parser raise several types
-            raise EngineError(f"{model} is not a valid ONNX model: {str(exc).splitlines()[0]}") from None
+            raise EngineError(f"{model} is not a valid ONNX model: {first_line(exc)}") from None
         try:
             data, info = engine_code.build_engine_bytes(trt, prepared.read_bytes(), precision, batch, workspace_mib,
                                                         str(timing_cache) if timing_cache else None, logger)

@@ -27,7 +27,7 @@ from torch import nn
 
 from .. import __version__
 from ..config import InputContract, QuantConfig, to_dict
-from ..errors import CheckpointError, ConfigError, ExportError
+from ..errors import CheckpointError, ConfigError, ExportError, first_line
 from ..hashing import file_sha256 as _sha256  # a module global: tests inject a write failure here
 from .inputs import ParityData
 from .plan import TARGETS
@@ -239,7 +239,7 @@ def _check_input_shape(model: nn.Module, shape: tuple[int, int, int, int], num_c
         with torch.no_grad():
             out = model(torch.zeros(shape))
     except Exception as exc:  # a shape error can be any of RuntimeError/ValueError/IndexError
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        first = first_line(exc)
         raise ExportError(f"model {name} rejects input shape {'x'.join(map(str, shape))} ({first}); pass "
                           "--input-shape NxCxHxW with the channels and size the model was trained on") from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (shape[0], num_classes):
@@ -573,7 +573,7 @@ def _fp16_graph(float_model: nn.Module, example: torch.Tensor, config: ExportCon
         model = to_onnx(_Float16(copy.deepcopy(float_model).half().eval()), example, config.opset)
         check_model(model, "fp16")
     except (ExportError, RuntimeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         log(f"note: no FP16 graph ({reason}); TensorRT 11 will have no FP16 engine of this model")
         return None
     data = model.SerializeToString()

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ExportError, require
+from ..errors import ExportError, first_line, require
 
 TARGETS = ("tensorrt", "onnxruntime")
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -118,7 +118,7 @@ class _Graph:
             try:
                 self.constants[name] = numpy_helper.to_array(init)
             except Exception as exc:  # noqa: BLE001 (bad raw_data, unknown type: reported as a finding)
-                self.unreadable[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.unreadable[name] = first_line(exc)
         for n in self.nodes:
             if n.op_type == "Constant":
                 for a in n.attribute:
@@ -457,7 +457,7 @@ def load_onnx(path: str | Path) -> Any:
     try:
         model = onnx.load(str(p))
     except Exception as exc:  # DecodeError, OSError, external-data errors
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        first = first_line(exc)
         raise ExportError(f"{p} is not an ONNX model ({first}); pass an .onnx file") from None
     if not model.graph.node and not model.graph.input:
         raise ExportError(f"{p} is not an ONNX model (no graph); pass an .onnx file")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ExportError, require
+from ..errors import ExportError, first_line, require
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -49,7 +49,7 @@ def to_onnx(module: nn.Module, example: torch.Tensor, opset: int) -> Any:
                               dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                               do_constant_folding=True)
     except Exception as exc:  # the exporter raises many types; report the first line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
+        first = first_line(exc)
         raise ExportError(f"torch.onnx.export failed for {type(module).__name__}: {first}") from None
     model = onnx.load_from_string(buf.getvalue())
     written = opset_of(model)
@@ -190,5 +190,5 @@ def check_model(model: Any, what: str) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # onnx.checker.ValidationError and shape-inference errors
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
+        first = first_line(exc)
         raise ExportError(f"onnx.checker rejects the {what} graph: {first}") from None

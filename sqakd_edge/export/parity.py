@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, EngineError, require
+from ..errors import ConfigError, EngineError, first_line, require
 
 LEVELS = {"off": "ORT_DISABLE_ALL", "on": "ORT_ENABLE_ALL"}
 # ORT's optimiser rounds a float conv bias onto the int32 grid (input scale x weight scale) so it can fuse
@@ -79,7 +79,7 @@ def session(model_bytes: bytes, level: str, *, optimized_path: str | None = None
         kwargs = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
         return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"], **kwargs)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
+        first = first_line(exc)
         raise EngineError(f"ONNX Runtime cannot load the exported graph ({first})") from None
 
 

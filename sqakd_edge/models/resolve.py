@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD, InputContract
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, first_line
 from .sources import (
     AUX_PREFIXES,
     Built,
@@ -97,7 +97,7 @@ def _check_forward(model: nn.Module, contract: InputContract, num_classes: int |
         with torch.no_grad():
             out = model(torch.zeros(2, *contract.shape))
     except Exception as exc:  # a shape error can be RuntimeError, ValueError, IndexError, AssertionError...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        first = first_line(exc)
         raise ConfigError(f"model {name} rejects input {contract.channels}x{contract.size_text} ({first}); pass "
                           "--input-size (and --in-channels) that the model takes") from None
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from .registry import list_models, model_spec
 
 KINDS = ("registered", "torchvision", "file", "module")
@@ -185,16 +185,16 @@ def _load_function(source: ModelSource) -> Callable[..., Any]:
         try:
             spec.loader.exec_module(module)
         except Exception as exc:  # the user's code: any error it raises is theirs to fix
-            raise ConfigError(f"importing model file {path} failed: {_first_line(exc)}; fix the file (it is run "
-                              "as your own code)") from None
+            raise ConfigError(f"importing model file {path} failed: {first_line(exc, typed=True)}; fix the file "
+                              "(it is run as your own code)") from None
         finally:
             sys.path.remove(str(path.parent))
     else:
         try:
             module = importlib.import_module(where)
         except Exception as exc:  # ModuleNotFoundError, or whatever the module raises on import
-            raise ConfigError(f"cannot import module {where!r} for the model: {_first_line(exc)}; install it or add "
-                              "its folder to PYTHONPATH") from None
+            raise ConfigError(f"cannot import module {where!r} for the model: {first_line(exc, typed=True)}; "
+                              "install it or add its folder to PYTHONPATH") from None
     function = getattr(module, source.name, None)
     if not callable(function):
         names = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
@@ -204,11 +204,6 @@ def _load_function(source: ModelSource) -> Callable[..., Any]:
                                                                     if names else "")
         raise ConfigError(f"{where} has no function {source.name!r}{hint}")
     return function  # type: ignore[no-any-return]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = (str(exc).strip().splitlines() or [""])[0][:200]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _accepts(function: Callable[..., Any], name: str) -> bool:
@@ -292,8 +287,8 @@ def _call(builder: Callable[..., Any], kwargs: dict[str, Any], source: ModelSour
         model = builder(**kwargs)
     except Exception as exc:  # the builder's own error, for any reason
         shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        raise ConfigError(f"model builder {source.display_name}({shown}) failed: {_first_line(exc)}; check its "
-                          "arguments (?key=value in the source)") from None
+        raise ConfigError(f"model builder {source.display_name}({shown}) failed: {first_line(exc, typed=True)}; "
+                          "check its arguments (?key=value in the source)") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model builder {source.display_name} returned {type(model).__name__}, not a "
                           "torch.nn.Module; it must return the model")

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..config import InputContract, QuantConfig, TrainConfig
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, first_line
 from ..models.resolve import ContractRequest, ResolvedModel, contract_of, resolve_model
 from .checkpoint import build_model_from_checkpoint, check_checkpoint, file_sha256, is_checkpoint
 from .distributed import DistInfo
@@ -47,7 +47,7 @@ def open_run_data(spec: str, config: TrainConfig, contract: InputContract | None
         try:
             test = open_dataset(spec, "test", augment=False, contract=contract, skip_corrupt=skip_corrupt).dataset
         except DataError as exc:  # e.g. a folder of images, or a CIFAR root without test_batch: said in the log
-            test, test_missing = None, str(exc).splitlines()[0]
+            test, test_missing = None, first_line(exc)
     train_part, held_out = split_held_out(train.dataset, plain.dataset, config.val_fraction, config.seed)
     meta = {"spec": spec, "name": train.name, "mean": list(train.mean), "std": list(train.std),
             "in_channels": train.in_channels, "input_size": train.input_size, "num_classes": train.num_classes,

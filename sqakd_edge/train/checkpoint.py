@@ -15,7 +15,7 @@ from torch import nn
 
 from ..atomic import atomic_write
 from ..config import QuantConfig, from_dict
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, first_line
 from ..hashing import file_sha256  # noqa: F401 -- re-exported: train and export record teacher hashes
 from ..safeload import read_torch_file
 
@@ -117,7 +117,7 @@ def build_model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint weights do not fit model {meta['name']!r}: "
-                              f"{str(exc).splitlines()[0][:200]}") from None
+                              f"{first_line(exc)}") from None
     return model.eval()
 
 

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from .. import __version__
 from ..atomic import atomic_write, atomic_write_text
 from ..config import QuantConfig, TrainConfig, from_dict, to_dict
-from ..errors import ConfigError, DataError, TrainingError
+from ..errors import ConfigError, DataError, TrainingError, first_line
 from ..stale import remove_stale, restore_set_aside
 from .checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, device_for, gather_objects
@@ -483,7 +483,7 @@ def _fit(
                     _copy_atomic(last_path, best_path)
                 _write_metrics(out, history)
             except (OSError, RuntimeError) as exc:  # ENOSPC, or torch's "PytorchStreamWriter failed writing file"
-                reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+                reason = getattr(exc, "strerror", None) or first_line(exc)
                 raise TrainingError(
                     f"cannot write the epoch {epoch + 1} checkpoint to {out} ({reason}); "
                     + (f"the last good checkpoint {last_path} (epoch {epoch}) is kept: free space and --resume"

@@ -19,16 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EngineError, first_line, require
-
-# Operator types in ONNX Runtime's optimised graph that run a weighted layer (conv, matmul) on
-# integers, and those that run one in float. Counting them tells whether the QDQ graph actually
-# ran in INT8 or was dequantized back to float ("unfused" Q/DQ).
-INTEGER_LAYER_OPS = frozenset({
-    "QLinearConv", "NhwcQLinearConv", "QGemm", "QLinearMatMul", "ConvInteger", "MatMulInteger",
-    "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QAttention", "QLinearConvTranspose",
-})
-FLOAT_LAYER_OPS = frozenset({"Conv", "FusedConv", "ConvTranspose", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"})
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+from ..ort_session import QDQ_OPS, count_layer_ops, cpu_session
 
 
 class Runner:
@@ -117,25 +108,10 @@ class OrtRunner(Runner):
         self._output_name = ""
 
     def _activate(self) -> None:
-        ort = require("onnxruntime", "benchmarking ONNX graphs", "pip install onnxruntime")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only: ORT's warnings about saving optimised graphs are noise here
         with tempfile.TemporaryDirectory(prefix="sqakd-edge-ort-") as tmp:
             optimized = os.path.join(tmp, "optimized.onnx")
-            if self.inspect:
-                options.optimized_model_filepath = optimized
-            try:
-                self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # ORT raises its own pybind exception types; the message is what matters
-                first = first_line(exc)
-                raise EngineError(
-                    f"ONNX Runtime cannot load {self.path.name}: {first[:300]}; re-export the model "
-                    "(is the file complete and an ONNX graph?)"
-                ) from None
+            self.session = cpu_session(self.path, level="on", threads=self.threads, sequential=True,
+                                       optimized_path=optimized if self.inspect else None, what=self.path.name)
             if self.inspect and os.path.exists(optimized):
                 self.placement = _count_layers(optimized)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
@@ -188,9 +164,10 @@ def _count_layers(optimized_path: str) -> dict[str, Any] | None:
         return None
     model = onnx.load(optimized_path, load_external_data=False)
     ops = Counter(node.op_type for node in model.graph.node)
+    layers = count_layer_ops(list(ops.elements()))
     return {
-        "int8_layers": sum(n for op, n in ops.items() if op in INTEGER_LAYER_OPS),
-        "float_layers": sum(n for op, n in ops.items() if op in FLOAT_LAYER_OPS),
+        "int8_layers": sum(layers["integer"].values()),
+        "float_layers": sum(layers["float"].values()),
         "unfused_qdq": sum(n for op, n in ops.items() if op in QDQ_OPS),
         "op_counts": dict(sorted(ops.items())),
     }

@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, EngineError, first_line, require
+from ..errors import ConfigError, require
+from ..ort_session import LEVELS as ORT_LEVELS
+from ..ort_session import count_layer_ops, cpu_session
 
-LEVELS = {"off": "ORT_DISABLE_ALL", "on": "ORT_ENABLE_ALL"}
+LEVELS = {level: ORT_LEVELS[level] for level in ("off", "on")}  # the two runs of a parity check
 # ORT's optimiser rounds a float conv bias onto the int32 grid (input scale x weight scale) so it can fuse
 # QLinearConv; TensorRT keeps biases in float. For TensorRT graphs the "on" run leaves that one pass out,
 # so it stands in for TensorRT instead of reporting ORT's own rounding.
 TENSORRT_DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
-INTEGER_CONV_OPS = ("QLinearConv", "NhwcQLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger",
-                    "MatMulIntegerToFloat", "QGemm")
-FLOAT_CONV_OPS = ("Conv", "FusedConv", "NchwcConv", "NhwcFusedConv", "Gemm", "MatMul", "FusedGemm", "FusedMatMul")
 
 
 @dataclass(frozen=True)
@@ -55,32 +53,13 @@ class ParityThresholds:
 
 def session(model_bytes: bytes, level: str, *, optimized_path: str | None = None, threads: int = 0,
             disabled_optimizers: tuple[str, ...] = ()) -> Any:
-    """An ONNX Runtime CPU session with optimisations ``off`` or ``on``.
-
-    Args:
-        model_bytes: the serialised model.
-        level: ``off`` or ``on``.
-        optimized_path: where ORT writes the optimised model, if anywhere.
-        threads: intra-op threads (0: ORT's default).
-        disabled_optimizers: ORT graph transformers to leave out.
+    """An ONNX Runtime CPU session with optimisations ``off`` or ``on`` (see :func:`ort_session.cpu_session`).
 
     Raises:
         EngineError: ONNX Runtime cannot load the graph.
     """
-    ort = require("onnxruntime", "the parity check")
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
-    opts.log_severity_level = 3  # the NCHWc "hardware specific" notice on dumps is expected here
-    if threads:
-        opts.intra_op_num_threads = threads
-    if optimized_path:
-        opts.optimized_model_filepath = optimized_path
-    try:
-        kwargs = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
-        return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"], **kwargs)
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-        first = first_line(exc)
-        raise EngineError(f"ONNX Runtime cannot load the exported graph ({first})") from None
+    return cpu_session(model_bytes, level=level, threads=threads, optimized_path=optimized_path,
+                       disabled_optimizers=disabled_optimizers, what="the exported graph")
 
 
 def run(sess: Any, inputs: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -123,11 +102,7 @@ def compare(reference: np.ndarray, logits: np.ndarray, step: np.ndarray | None =
 def kernel_counts(optimized_model_path: str) -> dict[str, Any]:
     """What the convolutions / matmuls of an optimised ORT model became."""
     onnx = require("onnx", "the parity check")
-    ops = Counter(n.op_type for n in onnx.load(optimized_model_path).graph.node)
-    return {
-        "integer": {op: n for op, n in sorted(ops.items()) if op in INTEGER_CONV_OPS},
-        "float": {op: n for op, n in sorted(ops.items()) if op in FLOAT_CONV_OPS},
-    }
+    return count_layer_ops([n.op_type for n in onnx.load(optimized_model_path).graph.node])
 
 
 def graph_parity(model_bytes: bytes, inputs: np.ndarray, reference: np.ndarray, thresholds: ParityThresholds, *,

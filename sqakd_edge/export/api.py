@@ -426,11 +426,10 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
     float_model = float_model.eval()
     _check_input_shape(float_model, shape, classes, name)
     if student is not None:
-        from ..quant import iter_quantizers
+        from ..quant import uninitialized_quantizers
 
         student = student.eval()
-        reached = _reached_quantizers(student)
-        cold = [n for n, q in iter_quantizers(student) if q.enabled and not bool(q.initialized) and n in reached]
+        cold = uninitialized_quantizers(student, among=_reached_quantizers(student))
         if cold:  # a forward pass here would set their ranges from whatever input it saw
             raise ExportError(f"the student's quantizers are not initialised ({cold[0]} and {len(cold) - 1} more); "
                               "run one batch of real data through it first (checkpoints from 'sqakd-edge train' "

@@ -8,6 +8,7 @@ from .grid import IntegerGrid, NotDeployable
 from .modules import QUANT_MODULES, QuantConv2d, QuantLayer, QuantLinear
 from .prepare import (
     QuantPlan,
+    initialize_quantizers,
     iter_quant_layers,
     iter_quantizers,
     layers_to_quantize,
@@ -15,12 +16,14 @@ from .prepare import (
     prepare_qat,
     set_quantization,
     to_float,
+    uninitialized_quantizers,
     weighted_layer_names,
 )
 from .quantizers import FAMILIES, Quantizer
 
 __all__ = [
     "FAMILIES", "QUANT_MODULES", "IntegerGrid", "NotDeployable", "QuantConv2d", "QuantLayer", "QuantLinear",
-    "QuantPlan", "Quantizer", "iter_quant_layers", "iter_quantizers", "layers_to_quantize", "plan_quantization",
-    "prepare_qat", "set_quantization", "to_float", "weighted_layer_names",
+    "QuantPlan", "Quantizer", "initialize_quantizers", "iter_quant_layers", "iter_quantizers", "layers_to_quantize",
+    "plan_quantization", "prepare_qat", "set_quantization", "to_float", "uninitialized_quantizers",
+    "weighted_layer_names",
 ]

@@ -6,6 +6,7 @@ import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ..config import QuantConfig
@@ -129,6 +130,38 @@ def iter_quantizers(model: nn.Module) -> Iterator[tuple[str, Quantizer]]:
     for name, m in model.named_modules():
         if isinstance(m, Quantizer):
             yield name, m
+
+
+@torch.no_grad()
+def initialize_quantizers(student: nn.Module, batch: torch.Tensor) -> list[str]:
+    """Set every quantizer's data-dependent range (PACT's clip, LSQ's step...) from one batch of real inputs.
+
+    Runs the student once in eval mode, so BatchNorm normalises by its running statistics (the teacher's,
+    for a student made from it) and the ranges match what the layers will see; the student's mode is
+    restored. torchao's ``initialize_fake_quantizers`` plays the same part. Training does it on its first
+    global batch before the optimiser and DDP exist; export refuses a student where it was never done.
+
+    Returns:
+        The names of the quantizers this call initialised.
+    """
+    cold = uninitialized_quantizers(student)
+    was_training = student.training
+    student.eval()
+    try:
+        student(batch)
+    finally:
+        student.train(was_training)
+    still = set(uninitialized_quantizers(student))
+    return [name for name in cold if name not in still]
+
+
+def uninitialized_quantizers(student: nn.Module, among: set[str] | None = None) -> list[str]:
+    """Names of the enabled quantizers whose ranges were never set from data.
+
+    ``among`` limits the answer to these names (e.g. the quantizers a forward pass reaches).
+    """
+    return [name for name, q in iter_quantizers(student)
+            if q.enabled and not bool(q.initialized) and (among is None or name in among)]
 
 
 def set_quantization(model: nn.Module, enabled: bool) -> None:

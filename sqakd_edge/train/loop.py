@@ -1,4 +1,7 @@
-"""The training loop: ``fit`` for float teachers and QAT students, ``evaluate``, checkpoints and resume.
+"""The training loop: ``fit`` for float teachers and QAT students, and ``evaluate``.
+
+One step's forward and losses are :class:`~.task.DistillationTask`; the output folder is :mod:`.run_dir`;
+resuming is :mod:`.resume`.
 
 Model selection never reads labels under SQAKD: the checkpoint kept as ``best.pt`` has the lowest
 training loss on data held out from the training set, which for SQAKD is the KL to the teacher.
@@ -7,12 +10,7 @@ Labelled accuracy is measured whenever labels exist and reported, never used to 
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,17 +22,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from .. import __version__
-from ..atomic import atomic_write, atomic_write_text
-from ..config import QuantConfig, TrainConfig, from_dict, to_dict
+from ..config import QuantConfig, TrainConfig, to_dict
 from ..errors import ConfigError, DataError, TrainingError, first_line
-from ..stale import remove_stale, restore_set_aside
-from .checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
+from ..quant import initialize_quantizers
+from .checkpoint import FORMAT, VERSION, save_checkpoint
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, device_for, gather_objects
-from .ewgs import update_ewgs_deltas
 from .loss import training_loss
-from .teacher import frozen_teacher, teacher_autocast_dtype
-
-RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "summary.json")
+from .resume import LoopState, resume_run
+from .run_dir import copy_atomic, prepare_run_dir, replacing_run, write_metrics, write_summary
+from .task import DistillationTask
 
 
 @dataclass
@@ -167,99 +163,18 @@ def evaluate(
     return out
 
 
-def _prepare_out_dir(out_dir: Path, *, resume: bool, force: bool, info: DistInfo) -> Path | None:
-    """Refuse to overwrite another run; return the checkpoint to resume from, if any."""
-    existing = [name for name in RUN_FILES if (out_dir / name).exists()]
-    if resume:
-        last = out_dir / "last.pt"
-        if not last.exists():
-            raise ConfigError(f"--resume: {out_dir} holds no last.pt to resume from; drop --resume to start a new run")
-        return last
-    if existing and not force:
-        raise ConfigError(f"{out_dir} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
-                          "--force to replace it, or choose another --out")
-    if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    return None
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    """Copy through a fresh temp file (never a fixed name a link could be planted at) and a rename."""
-    with open(src, "rb") as inp:
-        atomic_write(dst, lambda out: shutil.copyfileobj(inp, out))
-
-
-def _set_aside(out_dir: Path, force: bool, resume: bool, info: DistInfo) -> Path | None:
-    """``--force``: move the old run into a hidden folder of ``out_dir`` (not deleted before its replacement exists)."""
-    existing = [name for name in RUN_FILES if (out_dir / name).exists()]
-    if not (force and existing and not resume and info.is_main):
-        return None
-    aside = Path(tempfile.mkdtemp(prefix=".replaced-run.", dir=out_dir))
-    for name in existing:
-        os.replace(out_dir / name, aside / name)
-    return aside
-
-
 def fit(student: nn.Module, data: RunData, config: TrainConfig, out_dir: str | Path, *, force: bool = False,
         resume: bool = False, dist_info: DistInfo | None = None, log: Callable[[str], None] = print,
         **kwargs: Any) -> FitResult:
     """Train and checkpoint ``student``; see :func:`_fit` for the arguments.
 
     With ``force``, the run already in ``out_dir`` is moved aside first and restored if the new run fails
-    before writing its first checkpoint (a data error must not leave the user with nothing).
+    before writing its first checkpoint (``run_dir.replacing_run``).
     """
     info = dist_info or DistInfo()
     out = Path(out_dir)
-    existed = out.exists()
-    if info.is_main and existed:  # leftovers of a killed run here: its set-aside run back, its temp files gone
-        restored = restore_set_aside(out, ".replaced-run.*", "last.pt")
-        if restored:
-            log(f"note: restored {', '.join(restored)} that a killed 'train --force' had set aside")
-        remove_stale(out, [f".{name}.*.tmp" for name in RUN_FILES])
-    aside = _set_aside(out, force, resume, info)
-    try:
-        result = _fit(student, data, config, out, force=force, resume=resume, dist_info=dist_info, log=log,
-                      **kwargs)
-    except BaseException:
-        if aside is not None:  # the old run comes back unless the new one already wrote its first checkpoint
-            restore_set_aside(out, aside.name, "last.pt")
-        if not existed and info.is_main:  # a run that failed before writing anything leaves no empty folder
-            with contextlib.suppress(OSError):
-                out.rmdir()
-        raise
-    if aside is not None:  # the new run has its checkpoints: the old one goes
-        restore_set_aside(out, aside.name, "last.pt")
-    return result
-
-
-def _write_metrics(out_dir: Path, history: list[dict[str, Any]]) -> None:
-    text = "".join(json.dumps(row) + "\n" for row in history)
-    atomic_write_text(out_dir / "metrics.jsonl", text)
-
-
-def _check_resume_matches(ckpt: dict[str, Any], expected: dict[str, Any], path: Path) -> None:
-    for key in ("kind", "model", "quant"):
-        if ckpt.get(key) != expected.get(key):
-            raise ConfigError(f"--resume: {path} was a different run ({key} differs: {ckpt.get(key)} vs "
-                              f"{expected.get(key)}); use the same settings, or --force to start over")
-    saved_data, data = ckpt.get("data") or {}, expected.get("data") or {}
-    if saved_data.get("spec") is not None and saved_data.get("spec") != data.get("spec"):
-        raise ConfigError(f"--resume: {path} trained on --data {saved_data.get('spec')}, not {data.get('spec')}; "
-                          "resume with the same data, or --force to start over")
-    saved_teacher, teacher = ckpt.get("teacher") or {}, expected.get("teacher") or {}
-    if saved_teacher.get("sha256") != teacher.get("sha256"):
-        raise ConfigError(f"--resume: {path} was distilled from another teacher (sha256 "
-                          f"{str(saved_teacher.get('sha256'))[:12]}... vs {str(teacher.get('sha256'))[:12]}...); "
-                          "resume with the same teacher, or --force to start over")
-    # through TrainConfig, so a setting the older checkpoint lacks counts as its default
-    saved_train = to_dict(from_dict(TrainConfig, dict(ckpt.get("train", {}))))
-    wanted = dict(expected["train"])
-    saved_train.pop("epochs", None)
-    wanted.pop("epochs", None)  # more epochs on resume is allowed: the schedule stretches
-    if saved_train != wanted:
-        diff = sorted(k for k in wanted if saved_train.get(k) != wanted[k])
-        raise ConfigError(f"--resume: {path} used different training settings ({', '.join(diff)}); "
-                          "use the same settings, or --force to start over")
+    with replacing_run(out, force=force, resume=resume, info=info, log=log):
+        return _fit(student, data, config, out, force=force, resume=resume, dist_info=dist_info, log=log, **kwargs)
 
 
 def _fit(
@@ -321,140 +236,55 @@ def _fit(
     if n_train < config.batch_size:
         raise DataError(f"the training split has {n_train} examples, fewer than one batch of {config.batch_size}; "
                         "lower --batch-size or add data")
-    resume_from = _prepare_out_dir(out, resume=resume, force=force, info=info)
+    resume_from = prepare_run_dir(out, resume=resume, force=force, info=info)
     if info.is_main and data.labelled and data.test is None and data.meta.get("test_missing"):
         log(f"note: no test split ({data.meta['test_missing']}); test accuracy is not reported, selection uses "
             "the held-out part of the training data")
 
     torch.manual_seed(config.seed + info.rank)
     student.to(device)
-    if teacher is not None:
-        teacher = frozen_teacher(teacher, device)
-
     sampler: DistributedSampler = DistributedSampler(
         data.train, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=config.seed, drop_last=True
     )
     loader = DataLoader(data.train, batch_size=per_rank_batch, sampler=sampler, drop_last=True,
                         num_workers=config.num_workers, pin_memory=device.type == "cuda",
                         persistent_workers=config.num_workers > 0)
-    steps_per_epoch = len(loader)
-    total_steps = steps_per_epoch * config.epochs
-
     kind = "fp" if config.method == "fp" else "student"
     header: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "kind": kind, "model": model_meta, "data": data.meta,
         "quant": to_dict(quant) if quant is not None else None, "train": to_dict(config),
         "teacher": teacher_meta, "sqakd_edge_version": __version__,
     }
-
-    # Quantizers take their initial ranges from the first batch: do it before the optimiser and DDP
-    # exist, so every process starts from rank 0's values (DDP broadcasts parameters and buffers at
-    # construction). The whole global batch, so N processes start where one process would.
+    # Quantizer ranges from the first global batch, before the optimiser and DDP exist, so every process starts
+    # from rank 0's values (DDP broadcasts parameters and buffers at construction) and N processes start where
+    # one would. A float model has none to set, but takes the same pass: a run's random stream (augmentation)
+    # does not depend on whether the model is quantized.
     first_images, _ = next(iter(DataLoader(data.train, batch_size=config.batch_size, shuffle=False)))
-    # Eval mode: BN uses the teacher's running statistics, so the ranges match what the layers will see.
-    with torch.no_grad():
-        student.eval()
-        student(first_images.to(device))
+    initialize_quantizers(student, first_images.to(device))
 
     optimizer = make_optimizer(student, config)
-    start_epoch, step = 0, 0
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {}
+    state = LoopState()
     if resume_from is not None:
-        ckpt = load_checkpoint(resume_from)
-        _check_resume_matches(ckpt, header, resume_from)
-        student.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
-        history, best = list(ckpt.get("history", [])), dict(ckpt.get("best", {}))
-        per_rank = ckpt["rng"].get("torch_per_rank") or []
-        if len(per_rank) == info.world_size:
-            torch.set_rng_state(per_rank[info.rank])  # each process continues its own augmentation stream
-        else:  # another world size: the data split differs anyway; keep the streams distinct
-            torch.set_rng_state(ckpt["rng"]["torch"])
-            if info.rank:
-                torch.manual_seed(config.seed + info.rank + 7919 * start_epoch)
+        state = resume_run(resume_from, header, student, optimizer, config, info)
         if info.is_main:
-            log(f"resuming {resume_from} after epoch {start_epoch}")
-        if start_epoch >= config.epochs:
+            log(f"resuming {resume_from} after epoch {state.epoch}")
+        if state.epoch >= config.epochs:
             log(f"nothing to do: the run already finished its {config.epochs} epochs")
 
     model: nn.Module = student
     if info.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
-
-    use_amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-
-    teacher_dtype = teacher_autocast_dtype(device, config.amp)
-
-    def teacher_logits(images: torch.Tensor) -> torch.Tensor | None:
-        if teacher is None or not config.uses_teacher:
-            return None
-        with torch.no_grad(), torch.autocast(device.type, dtype=teacher_dtype or torch.float32,
-                                             enabled=teacher_dtype is not None):
-            return teacher(images).float()
-
-    def ewgs_update(images: torch.Tensor, labels: torch.Tensor) -> None:
-        if quant is None or quant.backward != "ewgs":
-            return
-        t_logits = teacher_logits(images)
-        update_ewgs_deltas(student, lambda logits: training_loss(config, logits, labels, t_logits)["loss"], images)
+    task = DistillationTask(model, config, teacher, device, quant)
+    scaler = torch.amp.GradScaler("cuda", enabled=task.needs_grad_scaler)
+    eval_teacher = task.teacher
 
     start = time.perf_counter()
     last_path, best_path = out / "last.pt", out / "best.pt"
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(state.epoch, config.epochs):
         sampler.set_epoch(epoch)
-        model.train()
-        if config.freeze_bn:
-            freeze_batchnorm(student)
-        sums = {"loss": 0.0, "n": 0.0}
-        epoch_start = time.perf_counter()
-        bar = None
-        if progress and info.is_main:
-            from tqdm import tqdm
-
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="it", leave=False,
-                       dynamic_ncols=True)
-        for i, (images, labels) in enumerate(_batches(loader, device)):
-            if quant is not None and quant.backward == "ewgs":
-                every = quant.ewgs_update_every
-                if (every and step % every == 0) or (not every and i == 0):
-                    ewgs_update(images, labels)
-            factor = _lr_factor(step, total_steps, config)
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * factor
-            t_logits = teacher_logits(images)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = model(images)
-            losses = training_loss(config, logits.float(), labels if config.uses_labels else None, t_logits)
-            loss = losses["loss"]
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"the loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; "
-                    + (f"the last good checkpoint {last_path} is kept; " if last_path.exists() else "")
-                    + "lower the learning rate (--lr/--quant-lr) or check the data"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            sums["loss"] += float(loss.detach()) * images.shape[0]
-            sums["n"] += images.shape[0]
-            if bar is not None:
-                rate = sums["n"] * info.world_size / max(time.perf_counter() - epoch_start, 1e-9)
-                bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.4f}", img_s=f"{rate:.0f}")
-                bar.update()
-        if bar is not None:
-            bar.close()
-        train_seconds = time.perf_counter() - epoch_start
-        loss_sum, n_sum = all_reduce_sum([sums["loss"], sums["n"]], info, device)
-        row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(n_sum, 1),
-                               "images_per_s": n_sum / max(train_seconds, 1e-9), "lr": optimizer.param_groups[0]["lr"]}
-        eval_teacher = teacher if config.uses_teacher else None
+        row = _train_epoch(task, student, loader, optimizer, scaler, state, epoch, config, info, device,
+                           progress, last_path)
         broadcast_buffers(student, info)  # every process evaluates rank 0's model, the one saved below
         if data.held_out is not None:
             held = evaluate(student, data.held_out, config, teacher=eval_teacher, labelled=data.labelled,
@@ -466,40 +296,94 @@ def _fit(
             row.update({f"test_{k}": v for k, v in test.items() if k != "n"})
         # Selection: the method's own loss on held-out training data (the KL for SQAKD: no labels).
         score = row.get("val_loss", row["train_loss"])
-        improved = not best or score < best["score"]
+        improved = not state.best or score < state.best["score"]
         if improved:
-            best = {"epoch": epoch + 1, "score": score, "metric": "val_loss" if "val_loss" in row else "train_loss"}
-        row["best_epoch"] = best["epoch"]
-        history.append(row)
+            state.best = {"epoch": epoch + 1, "score": score,
+                          "metric": "val_loss" if "val_loss" in row else "train_loss"}
+        row["best_epoch"] = state.best["epoch"]
+        state.history.append(row)
+        state.epoch = epoch + 1
         rng_states = gather_objects(torch.get_rng_state(), info)  # collective: every process calls it
         if info.is_main:
-            ckpt = {**header, "state_dict": student.state_dict(), "optimizer": optimizer.state_dict(),
-                    "epoch": epoch + 1, "step": step, "history": history, "best": best,
-                    "rng": {"torch": rng_states[0], "torch_per_rank": rng_states}}
-            kept = last_path.exists()
-            try:
-                save_checkpoint(ckpt, last_path)
-                if improved:
-                    _copy_atomic(last_path, best_path)
-                _write_metrics(out, history)
-            except (OSError, RuntimeError) as exc:  # ENOSPC, or torch's "PytorchStreamWriter failed writing file"
-                reason = getattr(exc, "strerror", None) or first_line(exc)
-                raise TrainingError(
-                    f"cannot write the epoch {epoch + 1} checkpoint to {out} ({reason}); "
-                    + (f"the last good checkpoint {last_path} (epoch {epoch}) is kept: free space and --resume"
-                       if kept else "nothing was saved yet: free space and start again")) from None
+            checkpoint = {**header, "state_dict": student.state_dict(), "optimizer": optimizer.state_dict(),
+                          "epoch": state.epoch, "step": state.step, "history": state.history, "best": state.best,
+                          "rng": {"torch": rng_states[0], "torch_per_rank": rng_states}}
+            _save_epoch(out, checkpoint, state, improved)
             log(_epoch_line(row, config))
     seconds = time.perf_counter() - start
-    result = FitResult(out, best_path, last_path, history, best, seconds)
     if info.is_main:
-        summary = {"method": config.method, "epochs": config.epochs, "best": best,
-                   "last": history[-1] if history else {}, "seconds": seconds,
+        summary = {"method": config.method, "epochs": config.epochs, "best": state.best,
+                   "last": state.history[-1] if state.history else {}, "seconds": seconds,
                    "quant": to_dict(quant) if quant is not None else None, "model": model_meta}
         if quant_plan is not None:
             summary["layers"] = quant_plan
-        text = json.dumps(summary, indent=2)
-        atomic_write_text(out / "summary.json", text)
-    return result
+        write_summary(out, summary)
+    return FitResult(out, best_path, last_path, state.history, state.best, seconds)
+
+
+def _train_epoch(task: DistillationTask, student: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler, state: LoopState, epoch: int, config: TrainConfig, info: DistInfo,
+                 device: torch.device, progress: bool, last_path: Path) -> dict[str, Any]:
+    """One pass over the training data; returns the epoch's row (loss, speed, lr) and advances ``state.step``."""
+    task.train()
+    if config.freeze_bn:
+        freeze_batchnorm(student)
+    total_steps = len(loader) * config.epochs
+    sums = {"loss": 0.0, "n": 0.0}
+    epoch_start = time.perf_counter()
+    bar = None
+    if progress and info.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{config.epochs}", unit="it", leave=False,
+                   dynamic_ncols=True)
+    for i, (images, labels) in enumerate(_batches(loader, device)):
+        if task.wants_ewgs_update(state.step, i):
+            task.update_ewgs(student, images, labels)
+        factor = _lr_factor(state.step, total_steps, config)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        loss = task(images, labels)["loss"]
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"the loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; "
+                + (f"the last good checkpoint {last_path} is kept; " if last_path.exists() else "")
+                + "lower the learning rate (--lr/--quant-lr) or check the data"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        state.step += 1
+        sums["loss"] += float(loss.detach()) * images.shape[0]
+        sums["n"] += images.shape[0]
+        if bar is not None:
+            rate = sums["n"] * info.world_size / max(time.perf_counter() - epoch_start, 1e-9)
+            bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.4f}", img_s=f"{rate:.0f}")
+            bar.update()
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - epoch_start
+    loss_sum, n_sum = all_reduce_sum([sums["loss"], sums["n"]], info, device)
+    return {"epoch": epoch + 1, "step": state.step, "train_loss": loss_sum / max(n_sum, 1),
+            "images_per_s": n_sum / max(seconds, 1e-9), "lr": optimizer.param_groups[0]["lr"]}
+
+
+def _save_epoch(out: Path, checkpoint: dict[str, Any], state: LoopState, improved: bool) -> None:
+    """``last.pt`` (and ``best.pt`` when it improved) and the metrics; a full disk is one line, nothing lost."""
+    last_path = out / "last.pt"
+    kept = last_path.exists()
+    try:
+        save_checkpoint(checkpoint, last_path)
+        if improved:
+            copy_atomic(last_path, out / "best.pt")
+        write_metrics(out, state.history)
+    except (OSError, RuntimeError) as exc:  # ENOSPC, or torch's "PytorchStreamWriter failed writing file"
+        reason = getattr(exc, "strerror", None) or first_line(exc)
+        raise TrainingError(
+            f"cannot write the epoch {state.epoch} checkpoint to {out} ({reason}); "
+            + (f"the last good checkpoint {last_path} (epoch {state.epoch - 1}) is kept: free space and --resume"
+               if kept else "nothing was saved yet: free space and start again")) from None
 
 
 def _epoch_line(row: dict[str, Any], config: TrainConfig) -> str:

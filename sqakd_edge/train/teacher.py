@@ -65,4 +65,4 @@ def frozen_teacher(teacher: nn.Module, device: torch.device) -> nn.Module:
         fused = fuse(teacher)
     except Exception:  # noqa: BLE001 -- any tracing failure only costs speed
         fused = teacher
-    return _ChannelsLast(fused) if device.type == "cpu" else fused
+    return (_ChannelsLast(fused) if device.type == "cpu" else fused).eval()  # the wrappers too: nothing trains

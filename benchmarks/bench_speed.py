@@ -145,7 +145,7 @@ def export_student(model: nn.Module, name: str, shape: tuple[int, int, int], num
                    out_dir: Path) -> tuple[Path, dict[str, Any]]:
     """``sqakd-edge export --int8`` of the model's W4A4 LSQ student (the CLI's defaults): graph, parity."""
     from sqakd_edge.config import QuantConfig
-    from sqakd_edge.export.api import ExportConfig, export_model
+    from sqakd_edge.export.api import ExportConfig, ExportInputs, export_model
     from sqakd_edge.export.inputs import ParityData
     from sqakd_edge.quant import prepare_qat
 
@@ -157,7 +157,7 @@ def export_student(model: nn.Module, name: str, shape: tuple[int, int, int], num
     config = ExportConfig(target=target, input_shape=(1, *shape), parity_samples=16, fp32_parity_samples=4,
                           fail_on_parity_miss=False)
     meta = {"name": name, "num_classes": num_classes, "in_channels": shape[0], "input_size": shape[-1]}
-    result = export_model(student, out_dir, config, model_meta=meta, float_model=model,
+    result = export_model(ExportInputs(meta, student=student, float_model=model), out_dir, config,
                           parity_data=ParityData(x, None, None, "standard-normal", None), log=lambda _m: None)
     return out_dir / "model.int8.onnx", result.manifest["parity"]["int8"]
 

@@ -40,7 +40,7 @@ from torch import nn
 
 from sqakd_edge.config import QuantConfig
 from sqakd_edge.errors import SqakdEdgeError
-from sqakd_edge.export.api import ExportConfig, export_model
+from sqakd_edge.export.api import ExportConfig, ExportInputs, export_model
 from sqakd_edge.export.inputs import ParityData
 from sqakd_edge.models.sources import build, parse_model_source, torchvision_classifiers
 from sqakd_edge.quant import iter_quant_layers, plan_quantization, prepare_qat
@@ -215,9 +215,8 @@ def _check_bits(name: str, bits: int, teacher: nn.Module, task: Any, samples: in
             with tempfile.TemporaryDirectory() as tmp:
                 config = ExportConfig(target=target, input_shape=(1, 3, size, size), parity_samples=samples,
                                       fp32_parity_samples=8, fail_on_parity_miss=False, threads=1)
-                result = export_model(student, Path(tmp) / "export", config,
-                                      model_meta=meta, float_model=teacher, quant=quant, parity_data=pdata,
-                                      log=lambda _m: None)
+                inputs = ExportInputs(meta, student=student, float_model=teacher, quant=quant)
+                result = export_model(inputs, Path(tmp) / "export", config, parity_data=pdata, log=lambda _m: None)
                 vs_f64 = _graph_vs_float64(Path(tmp) / "export" / "model.int8.onnx", inputs,
                                            row["float64"]["top1_float64"])
             parity = result.manifest["parity"]["int8"]

@@ -106,7 +106,8 @@ def export_student(student: nn.Module, example_input: torch.Tensor, out_dir: str
     Raises:
         ExportError: a layer that cannot be lowered (named, with the reason), or a parity miss.
     """
-    from .export.api import ExportConfig, export_model
+    from .config import ExportConfig
+    from .export.api import ExportInputs, export_model
     from .export.inputs import ParityData, synthetic
 
     if example_input.dim() != 4:
@@ -126,6 +127,7 @@ def export_student(student: nn.Module, example_input: torch.Tensor, out_dir: str
     meta = {"name": name or type(student).__name__, "num_classes": classes, "in_channels": shape[1],
             "input_size": shape[2], "input_shape": list(shape[1:])}
     quant = getattr(student, "sqakd_quant_config", None)
-    return export_model(student, out_dir, ExportConfig(target=target, opset=opset, input_shape=shape),  # type: ignore[arg-type]
-                        model_meta=meta, float_model=teacher, quant=quant, parity_data=pdata, contract=contract,
-                        mean=mean, std=std, force=force, log=log)
+    inputs = ExportInputs(model_meta=meta, student=student, float_model=teacher, quant=quant, contract=contract,
+                          mean=tuple(mean) if mean is not None else None, std=tuple(std) if std is not None else None)
+    return export_model(inputs, out_dir, ExportConfig(target=target, opset=opset, input_shape=shape),  # type: ignore[arg-type]
+                        parity_data=pdata, force=force, log=log)

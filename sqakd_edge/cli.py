@@ -14,12 +14,16 @@ from typing import Any
 import click
 
 from . import __version__
-from .config import ACT_SIGNS, BACKWARDS, QUANTIZERS
+from .config import ACT_SIGNS, BACKWARDS, QUANTIZERS, TARGETS
 from .errors import ConfigError, SqakdEdgeError
 
 
 class _Group(click.Group):
-    """Turns user errors into one line and exit code 2, and Ctrl-C into exit code 130."""
+    """Turns user errors into one line and exit code 2, and Ctrl-C into exit code 130.
+
+    A command's usage errors (an unknown option, a bad choice, a missing argument) are one line too, naming
+    the command's ``--help``, instead of click's usage block.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -27,9 +31,35 @@ class _Group(click.Group):
         except SqakdEdgeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx is not None else "sqakd-edge"
+            message = " ".join(exc.format_message().split())
+            click.echo(f"error: {message} (see '{command} --help')", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted; finished outputs are kept, nothing half-written was left", err=True)
             sys.exit(130)
+
+
+class _InputShape(click.ParamType):
+    """``NxCxHxW`` (e.g. ``1x3x224x224``) -> ``(N, C, H, W)``; a bad value is a one-line ConfigError."""
+
+    name = "NxCxHxW"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).lower().replace(",", "x").split("x")
+        try:
+            dims = tuple(int(p) for p in parts)
+        except ValueError:
+            dims = ()
+        if len(dims) != 4 or any(d < 1 for d in dims):
+            raise ConfigError(f"--input-shape {value!r} is not NxCxHxW with positive integers (e.g. 1x1x28x28)")
+        return dims
+
+
+INPUT_SHAPE = _InputShape()
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110,
@@ -308,10 +338,11 @@ Examples:
 @click.argument("checkpoint", type=click.Path())
 @click.option("--int8", "int8", is_flag=True, help="Also write the QDQ graph model.int8.onnx (student checkpoints).")
 @click.option("--out", required=True, type=click.Path(), help="Export directory to write.")
-@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt", show_default=True,
+@click.option("--target", type=click.Choice(TARGETS), default="tensorrt", show_default=True,
               help="tensorrt: symmetric int8 Q/DQ; onnxruntime: uint8 activations for its x86 integer kernels.")
 @click.option("--opset", type=int, default=13, show_default=True, help="ONNX opset (TensorRT 8.2 reads up to 13).")
-@click.option("--input-shape", help="NxCxHxW of the input (batch is dynamic). [default: from the checkpoint]")
+@click.option("--input-shape", type=INPUT_SHAPE,
+              help="NxCxHxW of the input (batch is dynamic). [default: from the checkpoint]")
 @click.option("--data", help="Dataset for the parity check (see 'train --help'). [default: the checkpoint's data, "
               "else embedded]")
 @click.option("--parity-samples", type=int, default=256, show_default=True, help="Inputs for the int8 parity check.")
@@ -329,14 +360,15 @@ Examples:
 @click.option("--threads", type=int, default=0, show_default=True,
               help="CPU threads for the parity runs (0: library defaults; 1 on a busy shared machine).")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
-def export(checkpoint: str, int8: bool, out: str, target: str, opset: int, input_shape: str | None, data: str | None,
+def export(checkpoint: str, int8: bool, out: str, target: str, opset: int,
+           input_shape: tuple[int, int, int, int] | None, data: str | None,
            parity_samples: int, teacher: str | None, allow_requantize: bool, residual_qdq: bool, min_top1_off: float,
            min_top1_on: float, no_parity_fail: bool, threads: int, force: bool) -> None:
     """Export a checkpoint to ONNX (float, and QDQ int8 with --int8), lint it and check parity."""
-    from .export.api import ExportConfig, export_checkpoint, parse_input_shape
+    from .config import ExportConfig
+    from .export.api import export_checkpoint
 
-    config = ExportConfig(int8=int8, target=target, opset=opset,
-                          input_shape=parse_input_shape(input_shape) if input_shape else None,
+    config = ExportConfig(int8=int8, target=target, opset=opset, input_shape=input_shape,
                           parity_samples=parity_samples, allow_requantize=allow_requantize, residual_qdq=residual_qdq,
                           min_top1_off=min_top1_off, min_top1_on=min_top1_on, fail_on_parity_miss=not no_parity_fail,
                           threads=threads)
@@ -348,7 +380,7 @@ def export(checkpoint: str, int8: bool, out: str, target: str, opset: int, input
 
 @main.command()
 @click.argument("model", type=click.Path())
-@click.option("--target", type=click.Choice(["tensorrt", "onnxruntime"]), default="tensorrt", show_default=True,
+@click.option("--target", type=click.Choice(TARGETS), default="tensorrt", show_default=True,
               help="Rules to check: TensorRT's explicit-quantization rules, or what ONNX Runtime needs.")
 def check(model: str, target: str) -> None:
     """Check an ONNX file against TensorRT's Q/DQ rules; exit code 1 on errors."""

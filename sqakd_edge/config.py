@@ -21,6 +21,8 @@ ACT_SIGNS = ("auto", "unsigned", "signed")
 METHODS = ("fp", "sqakd", "ce", "ce+kd")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "constant")
+TARGETS = ("tensorrt", "onnxruntime")  # what an INT8 graph's Q/DQ are written for
+MIN_OPSET, MAX_OPSET = 13, 20  # per-channel Q/DQ needs 13, the highest TensorRT 8.2 (Jetson Nano) reads
 
 
 def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -182,6 +184,61 @@ class TrainConfig:
     def uses_teacher(self) -> bool:
         """Whether the training loss needs a teacher."""
         return self.method in ("sqakd", "ce+kd")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What ``export`` writes and how strictly it checks it.
+
+    Args:
+        int8: also write the QDQ graph (needs a quantized student).
+        target: ``tensorrt`` (symmetric int8 Q/DQ) or ``onnxruntime`` (uint8 activations where exact).
+        opset: ONNX opset, 13 (TensorRT 8.2 on JetPack 4.6 reads up to 13) to 20.
+        input_shape: ``(N, C, H, W)`` of the example input (N is dynamic in the graph); None: from the
+            checkpoint (1, C, size, size).
+        parity_samples: inputs for the int8 parity check.
+        fp32_parity_samples: inputs for the float graph's check (a plain float export; fewer suffice).
+        allow_requantize: re-quantize grids that do not fit the target instead of refusing.
+        residual_qdq: (tensorrt) put an int8 Q/DQ on residual skip branches so TensorRT fuses the Adds.
+            The student's skip branches are float, so this is not exact: parity measures the cost.
+        min_top1_off: minimum top-1 agreement with ORT optimisations off.
+        min_top1_on: minimum top-1 agreement with ORT optimisations on.
+        fail_on_parity_miss: raise (and write nothing) when parity misses a threshold.
+        threads: CPU threads for the PyTorch and ONNX Runtime runs of the parity check (0: their defaults).
+            On a shared machine, 1 avoids threads spinning against other processes.
+    """
+
+    int8: bool = True
+    target: str = "tensorrt"
+    opset: int = 13
+    input_shape: tuple[int, int, int, int] | None = None
+    parity_samples: int = 256
+    fp32_parity_samples: int = 32
+    allow_requantize: bool = False
+    residual_qdq: bool = False
+    min_top1_off: float = 0.999
+    min_top1_on: float = 0.99
+    fail_on_parity_miss: bool = True
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ConfigError(f"unknown target {self.target!r}; choose one of: {', '.join(TARGETS)}")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise ConfigError(f"opset must be {MIN_OPSET}-{MAX_OPSET} (per-channel Q/DQ needs 13), got {self.opset}")
+        if self.input_shape is not None:
+            shape = tuple(self.input_shape)
+            if len(shape) != 4 or any(not isinstance(d, int) or d < 1 for d in shape):
+                raise ConfigError(f"input shape must be 4 positive integers NxCxHxW, got {shape}")
+            object.__setattr__(self, "input_shape", shape)
+        for name in ("parity_samples", "fp32_parity_samples"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0: the libraries' defaults), got {self.threads}")
+        for name in ("min_top1_off", "min_top1_on"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

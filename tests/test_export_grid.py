@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sqakd_edge.config import QuantConfig
-from sqakd_edge.export.api import ExportConfig, export_model
+from sqakd_edge.export.api import ExportConfig, ExportInputs, export_model
 from sqakd_edge.export.inputs import ParityData
 from sqakd_edge.models import create_model, list_models
 from sqakd_edge.quant import prepare_qat
@@ -103,8 +103,8 @@ def check_export(zoo: Zoo, tmp_path, name: str, quantizer: str, bits: int, targe
     data = ParityData(x, y, None, "synthetic-prototypes", None)
     meta = {"name": name, "num_classes": task.classes, "in_channels": task.channels, "input_size": task.size}
     config = ExportConfig(target=target, parity_samples=200, fp32_parity_samples=16, fail_on_parity_miss=False)
-    result = export_model(s, tmp_path / "out", config, model_meta=meta, parity_data=data,
-                          quant=QuantConfig(quantizer=quantizer, wbits=bits, abits=bits), log=lambda _m: None)
+    inputs = ExportInputs(meta, student=s, quant=QuantConfig(quantizer=quantizer, wbits=bits, abits=bits))
+    result = export_model(inputs, tmp_path / "out", config, parity_data=data, log=lambda _m: None)
     m = result.manifest
     int8 = m["parity"]["int8"]
     if not result.passed and not int8["off"]["passed"]:

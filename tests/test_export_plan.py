@@ -170,17 +170,17 @@ def test_redundant_relu6_is_dropped_for_onnxruntime_fusion(step, fused):
 
 
 def test_uninitialised_student_is_refused(tmp_path):
-    from sqakd_edge.export.api import export_model
+    from sqakd_edge.export.api import ExportInputs, export_model
 
     s = prepare_qat(create_model("resnet20", num_classes=10, in_channels=1), QuantConfig()).eval()
     meta = {"name": "resnet20", "num_classes": 10, "in_channels": 1, "input_size": 8}
     with pytest.raises(ExportError, match="quantizers are not initialised"):
-        export_model(s, tmp_path / "out", model_meta=meta, log=lambda _m: None)
+        export_model(ExportInputs(meta, student=s), tmp_path / "out", log=lambda _m: None)
     assert not (tmp_path / "out").exists()
 
 
 def test_requantized_export_says_so_and_measures_the_cost(tmp_path):
-    from sqakd_edge.export.api import ExportConfig, export_model
+    from sqakd_edge.export.api import ExportConfig, ExportInputs, export_model
     from sqakd_edge.export.inputs import ParityData
 
     s = student(QuantConfig(quantizer="lsq", wbits=8, abits=8, deployable=False), size=8)
@@ -188,7 +188,8 @@ def test_requantized_export_says_so_and_measures_the_cost(tmp_path):
     meta = {"name": "resnet20", "num_classes": 10, "in_channels": 1, "input_size": 8}
     config = ExportConfig(allow_requantize=True, parity_samples=64, fail_on_parity_miss=False)
     data = ParityData(x, None, None, "x", None)
-    result = export_model(s, tmp_path / "out", config, model_meta=meta, parity_data=data, log=lambda _m: None)
+    result = export_model(ExportInputs(meta, student=s), tmp_path / "out", config, parity_data=data,
+                          log=lambda _m: None)
     graph = result.manifest["graphs"]["int8"]
     # every quant layer's [0, 255] input, the 9 residual blocks' [0, 255] outputs, and the first block's input
     assert graph["exact"] is False and len(graph["requantized"]) == 18 + 9 + 1

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 _LAZY = {
-    "ExportConfig": "api", "ExportResult": "api", "export_checkpoint": "api", "export_model": "api",
-    "parse_input_shape": "api", "Finding": "lint", "lint_file": "lint", "lint_model": "lint",
+    "ExportConfig": "api", "ExportInputs": "api", "ExportResult": "api", "export_checkpoint": "api",
+    "export_model": "api", "Finding": "lint", "lint_file": "lint", "lint_model": "lint",
     "ParityThresholds": "parity", "fold_batchnorm": "fold",
 }
 

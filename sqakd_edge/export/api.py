@@ -1,16 +1,15 @@
 """``export_checkpoint``: a trained checkpoint becomes ``model.fp32.onnx``, ``model.int8.onnx`` and a manifest.
 
-The steps: fold BN exactly, check every grid fits the target, lower to QDQ ONNX, run ``onnx.checker`` and
-the linter on what was written, run parity against the PyTorch model on real inputs, then write the
-export directory atomically (a temp directory beside it, renamed into place), so a failure at any step
-leaves nothing half-written.
+A short pipeline over one input record (:class:`ExportInputs`): check the models, open the parity data,
+run each graph's step (``graphs.int8_graph``, ``fp32_graph``, ``fp16_graph``: build, check, lint, parity,
+accuracy, all alike), then write the graphs and the typed manifest (:class:`~sqakd_edge.manifest.Manifest`)
+atomically (a temp directory beside the target, renamed into place), so a failure at any step leaves nothing
+half-written.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime
-import json
 import os
 import platform
 import shutil
@@ -21,99 +20,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from .. import __version__
-from ..config import InputContract, QuantConfig, to_dict
+from ..atomic import atomic_write_text
+from ..config import ExportConfig, InputContract, QuantConfig, to_dict
 from ..errors import CheckpointError, ConfigError, ExportError, first_line
 from ..hashing import file_sha256 as _sha256  # a module global: tests inject a write failure here
+from ..manifest import FP16_FILE, FP32_FILE, GRAPHS, INT8_FILE, MANIFEST_FILE, InputSpec, Manifest
+from .graphs import GraphResult, bias_rounding_note  # noqa: F401  (bias_rounding_note: the demo's summary)
 from .inputs import ParityData
-from .plan import TARGETS
 
-SCHEMA = "sqakd-edge.export-manifest"
-SCHEMA_VERSION = 1
-FP32_FILE = "model.fp32.onnx"
-INT8_FILE = "model.int8.onnx"
-FP16_FILE = "model.fp16.onnx"
-GRAPH_KEYS = {FP32_FILE: "fp32", INT8_FILE: "int8", FP16_FILE: "fp16"}
-GRAPHS = tuple(GRAPH_KEYS.values())  # the manifest's order
-# FP16 rounds every layer: it agrees with float32 like ONNX Runtime's optimised float graph does
-FP16_MIN_TOP1 = 0.99
-MANIFEST_FILE = "manifest.json"
-MIN_OPSET, MAX_OPSET = 13, 20
+__all__ = ["FP16_FILE", "FP32_FILE", "INT8_FILE", "MANIFEST_FILE", "ExportConfig", "ExportInputs", "ExportResult",
+           "export_checkpoint", "export_model"]
 
 
 @dataclass(frozen=True)
-class ExportConfig:
-    """What ``export`` writes and how strictly it checks it.
+class ExportInputs:
+    """What is exported: the models, what they are, and where they came from.
 
     Args:
-        int8: also write the QDQ graph (needs a quantized student).
-        target: ``tensorrt`` (symmetric int8 Q/DQ) or ``onnxruntime`` (uint8 activations where exact).
-        opset: ONNX opset, 13 (TensorRT 8.2 on JetPack 4.6 reads up to 13) to 20.
-        input_shape: ``(N, C, H, W)`` of the example input (N is dynamic in the graph); None: from the
-            checkpoint (1, C, size, size).
-        parity_samples: inputs for the int8 parity check.
-        fp32_parity_samples: inputs for the float graph's check (a plain float export; fewer suffice).
-        allow_requantize: re-quantize grids that do not fit the target instead of refusing.
-        residual_qdq: (tensorrt) put an int8 Q/DQ on residual skip branches so TensorRT fuses the Adds.
-            The student's skip branches are float, so this is not exact: parity measures the cost.
-        min_top1_off: minimum top-1 agreement with ORT optimisations off.
-        min_top1_on: minimum top-1 agreement with ORT optimisations on.
-        fail_on_parity_miss: raise (and write nothing) when parity misses a threshold.
-        threads: CPU threads for the PyTorch and ONNX Runtime runs of the parity check (0: their defaults).
-            On a shared machine, 1 avoids threads spinning against other processes.
+        model_meta: ``{name, num_classes, in_channels, input_size[, input_shape, source, builder_sha256]}``.
+        student: the fake-quant student (quantizers initialised), or None for a float-only export.
+        float_model: the float model for ``model.fp32.onnx``; None: the student with its quantizers off.
+        float_source: what ``float_model`` is (``teacher``; ``student-float`` is set automatically).
+        quant: the student's QuantConfig (for the manifest).
+        contract: the model's input contract (shape, mean, std); parity data is converted to it. None:
+            ``model_meta``'s square input, and the dataset's own statistics.
+        mean: input normalisation mean (manifest); None: the contract's, else the dataset's.
+        std: input normalisation std (manifest); None: the contract's, else the dataset's.
+        checkpoint: the exported checkpoint (``file``, ``sha256``), for the manifest.
+        teacher: the teacher checkpoint behind ``float_model`` (``file``, ``sha256``), for the manifest.
     """
 
-    int8: bool = True
-    target: str = "tensorrt"
-    opset: int = 13
-    input_shape: tuple[int, int, int, int] | None = None
-    parity_samples: int = 256
-    fp32_parity_samples: int = 32
-    allow_requantize: bool = False
-    residual_qdq: bool = False
-    min_top1_off: float = 0.999
-    min_top1_on: float = 0.99
-    fail_on_parity_miss: bool = True
-    threads: int = 0
-
-    def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ConfigError(f"unknown target {self.target!r}; choose one of: {', '.join(TARGETS)}")
-        if not MIN_OPSET <= self.opset <= MAX_OPSET:
-            raise ConfigError(f"opset must be {MIN_OPSET}-{MAX_OPSET} (per-channel Q/DQ needs 13), got {self.opset}")
-        if self.input_shape is not None:
-            shape = tuple(self.input_shape)
-            if len(shape) != 4 or any(not isinstance(d, int) or d < 1 for d in shape):
-                raise ConfigError(f"input shape must be 4 positive integers NxCxHxW, got {shape}")
-            object.__setattr__(self, "input_shape", shape)
-        for name in ("parity_samples", "fp32_parity_samples"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.threads < 0:
-            raise ConfigError(f"threads must be >= 0 (0: the libraries' defaults), got {self.threads}")
-        for name in ("min_top1_off", "min_top1_on"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-
-
-def parse_input_shape(text: str) -> tuple[int, int, int, int]:
-    """``"1x1x28x28"`` -> ``(1, 1, 28, 28)``.
-
-    Raises:
-        ConfigError: not four positive integers separated by ``x``.
-    """
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        dims = tuple(int(p) for p in parts)
-    except ValueError:
-        dims = ()
-    if len(dims) != 4 or any(d < 1 for d in dims):
-        raise ConfigError(f"--input-shape {text!r} is not NxCxHxW with positive integers (e.g. 1x1x28x28)")
-    return dims  # type: ignore[return-value]
+    model_meta: dict[str, Any]
+    student: nn.Module | None = None
+    float_model: nn.Module | None = None
+    float_source: str = "teacher"
+    quant: QuantConfig | None = None
+    contract: InputContract | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    checkpoint: dict[str, Any] | None = None
+    teacher: dict[str, Any] | None = None
 
 
 @dataclass
@@ -225,15 +175,6 @@ def _reached_quantizers(student: nn.Module) -> set[str]:
     return {n for n, _ in iter_quantizers(student) if n in called or n.rpartition(".")[0] in called}
 
 
-def _top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((logits.argmax(1) == labels).float().mean())
-
-
-def _batched(model: nn.Module, inputs: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model(inputs[i:i + batch]) for i in range(0, len(inputs), batch)]).float()
-
-
 def _check_input_shape(model: nn.Module, shape: tuple[int, int, int, int], num_classes: int, name: str) -> None:
     try:
         with torch.no_grad():
@@ -248,15 +189,20 @@ def _check_input_shape(model: nn.Module, shape: tuple[int, int, int, int], num_c
                           f"({shape[0]}, {num_classes})")
 
 
-def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportConfig = ExportConfig(),
-                 **kwargs: Any) -> ExportResult:
+def export_model(inputs: ExportInputs, out_dir: str | Path, config: ExportConfig = ExportConfig(), *,
+                 data: str | None = None, data_fallbacks: tuple[str, ...] = (), parity_data: ParityData | None = None,
+                 force: bool = False, log: Callable[[str], None] = print) -> ExportResult:
     """Export models already in memory (what :func:`export_checkpoint` calls after loading).
 
     Args:
-        student: the fake-quant student (quantizers initialised), or None for a float-only export.
+        inputs: the models and what they are.
         out_dir: the export directory to write.
         config: what to write and how strictly to check it.
-        **kwargs: see :func:`_export_model` (``model_meta`` is required).
+        data: a dataset spec for parity (must open), or None.
+        data_fallbacks: specs to try when ``data`` is None.
+        parity_data: inputs to use for parity instead of opening ``data``.
+        force: replace a non-empty ``out_dir``.
+        log: where progress lines go.
 
     Returns:
         What was written.
@@ -272,153 +218,116 @@ def export_model(student: nn.Module | None, out_dir: str | Path, config: ExportC
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _export_model(student, out_dir, config, **kwargs)
+        return _pipeline(inputs, Path(out_dir), config, data, data_fallbacks, parity_data, force, log)
     finally:
         torch.set_num_threads(threads)
 
 
-@dataclass
-class _Int8Graph:
-    model: bytes
-    graph: dict[str, Any]
-    parity: dict[str, Any]
-    accuracy: dict[str, Any] | None
+class _Laps:
+    """Seconds per export stage, for the manifest."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = round(self.timings.get(stage, 0.0) + now - self.last, 3)
+        self.last = now
 
 
-def _without_bias_rounding(data: bytes, inputs: np.ndarray, reference: np.ndarray, threads: int) -> dict[str, Any]:
-    """An ONNX Runtime "on" miss, diagnosed: the "on" run again without ORT's bias rounding.
-
-    ORT rounds each float conv bias onto the int32 grid (input scale x weight scale) to run its integer
-    kernels; low-bit students can sit close enough to rounding ties for that to flip decisions. If
-    leaving out that one pass restores agreement, the miss is that rounding (TensorRT keeps float biases).
-    """
-    from .parity import TENSORRT_DISABLED_OPTIMIZERS, compare, run, session
-
-    sess = session(data, "on", disabled_optimizers=TENSORRT_DISABLED_OPTIMIZERS, threads=threads)
-    stats = compare(reference, run(sess, inputs))
-    return {"top1_agreement": stats["top1_agreement"], "ort_disabled_optimizers": list(TENSORRT_DISABLED_OPTIMIZERS)}
-
-
-def bias_rounding_note(parity: dict[str, Any]) -> str | None:
-    """One line on an ONNX Runtime "on" miss that its int32 bias rounding explains, else None."""
-    without = parity.get("on", {}).get("without_bias_rounding")
-    if without is None:
-        return None
-    return (f"int8 (on): ONNX Runtime rounds conv biases onto the int32 grid (input scale x weight scale) for its "
-            f"integer kernels; without that one pass, agreement is {without['top1_agreement']:.2%}. The TensorRT "
-            f"target keeps float biases; more bits make the grid finer")
-
-
-def _int8_graph(student: nn.Module, config: ExportConfig, example: torch.Tensor, pdata: ParityData,
-                thresholds: Any, quant: QuantConfig | None, lap: Callable[[str], None],
-                log: Callable[[str], None]) -> _Int8Graph:
-    """Fold, plan, lower, export, check and lint the QDQ graph, then run its parity check."""
-    from .fold import fold_batchnorm, trace
-    from .lint import lint_model, summarize
-    from .lower import insert_skip_observers, lower
-    from .onnx_io import check_model, to_onnx
-    from .parity import TENSORRT_DISABLED_OPTIMIZERS, graph_parity
-
-    folded = fold_batchnorm(student)
-    traced = trace(student)
-    observers = insert_skip_observers(traced) if config.residual_qdq and config.target == "tensorrt" else {}
-    lap("fold_trace")
-    reference = _batched(traced.eval(), pdata.inputs)  # the student's own computation; also calibrates skips
-    lap("int8_reference")
-    skip_amax = {k: o.observed_amax for k, o in observers.items()} if observers else None
-    lowered = lower(folded, config.target, allow_requantize=config.allow_requantize, skip_amax=skip_amax)
-    model = to_onnx(lowered.module, example, config.opset)
-    check_model(model, "int8")
-    findings = lint_model(model, config.target)
-    errors = [f for f in findings if f.severity == "error"]
-    if errors:  # our own output breaking the rules is a bug: refuse to write it
-        raise ExportError(f"the int8 graph fails its own lint ({len(errors)} error(s)), first: {errors[0].line()}")
-    data = model.SerializeToString()
-    lap("int8_lower_export_check_lint")
-    step = lowered.output_step.numpy() if lowered.output_step is not None else None
-    labels = pdata.labels.numpy() if pdata.labels is not None else None
-    disabled = TENSORRT_DISABLED_OPTIMIZERS if config.target == "tensorrt" else ()
-    parity = graph_parity(data, pdata.inputs.numpy(), reference.numpy(), thresholds, step=step, inspect_kernels=True,
-                          disabled_optimizers=disabled, threads=config.threads, labels=labels)
-    if config.target == "onnxruntime" and parity["off"]["passed"] and not parity["on"]["passed"]:
-        parity["on"]["without_bias_rounding"] = _without_bias_rounding(data, pdata.inputs.numpy(),
-                                                                       reference.numpy(), config.threads)
-    lap("int8_parity")
-    parity["reference"] = "PyTorch fake-quant student"
-    parity["output_step"] = "input scale x weight scale of the quantized output layer" if step is not None else None
-    requantized = lowered.requantized
-    if requantized:
-        log(f"re-quantized {len(requantized)} grid(s) (--allow-requantize): " + "; ".join(requantized[:3]))
-    lint = summarize(findings)
-    if lint["warnings"]:
-        log(f"lint ({config.target}): {lint['warnings']} warning(s): {', '.join(sorted({f.rule for f in findings}))}")
-    graph = {
-        "file": INT8_FILE, "wbits": quant.wbits if quant else None, "abits": quant.abits if quant else None,
-        "target": config.target, "exact": not requantized and not lowered.skips,
-        "requantized": requantized, "residual_qdq": bool(lowered.skips), "folded_batchnorms": len(folded.folded_bn),
-        "layers": [p.describe() for p in lowered.plans.values()],
-        "skips": {k: {"scale": v.scale} for k, v in lowered.skips.items()}, "lint": lint,
-    }
-    accuracy = None
-    if pdata.labels is not None:
-        accuracy = {"samples": len(pdata.inputs), "pytorch_student": _top1(reference, pdata.labels),
-                    "onnx_opt_off": parity["off"]["top1_accuracy"], "onnx_opt_on": parity["on"]["top1_accuracy"]}
-    return _Int8Graph(data, graph, parity, accuracy)
-
-
-def _export_model(student: nn.Module | None, out_dir: str | Path, config: ExportConfig = ExportConfig(), *,
-                 model_meta: dict[str, Any], float_model: nn.Module | None = None, float_source: str = "teacher",
-                 quant: QuantConfig | None = None, data: str | None = None, data_fallbacks: tuple[str, ...] = (),
-                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
-                 provenance: dict[str, Any] | None = None, parity_data: ParityData | None = None,
-                 contract: InputContract | None = None, force: bool = False,
-                 log: Callable[[str], None] = print) -> ExportResult:
-    """The body of :func:`export_model`.
-
-    Args:
-        student: the fake-quant student (quantizers initialised), or None for a float-only export.
-        out_dir: the export directory to write.
-        config: what to write and how strictly to check it.
-        model_meta: ``{name, num_classes, in_channels, input_size}``.
-        float_model: the float model for ``model.fp32.onnx``; None: the student with quantizers off.
-        float_source: what ``float_model`` is (``teacher``; ``student-float`` is set automatically).
-        quant: the student's QuantConfig (for the manifest).
-        data: a dataset spec for parity (must open), or None.
-        data_fallbacks: specs to try when ``data`` is None.
-        mean: input normalisation mean (manifest); None: the dataset's.
-        std: input normalisation std (manifest); None: the dataset's.
-        provenance: extra manifest blocks (``checkpoint``, ``teacher``).
-        parity_data: inputs to use for parity instead of opening ``data``.
-        contract: the model's input contract (shape, mean, std); data for parity is converted to it. None:
-            ``model_meta``'s square input, and the dataset's own statistics.
-        force: replace a non-empty ``out_dir``.
-        log: where progress lines go.
-
-    Returns and raises as :func:`export_model`.
-    """
-    from ..quant import to_float
+def _pipeline(inputs: ExportInputs, out: Path, config: ExportConfig, data: str | None,
+              data_fallbacks: tuple[str, ...], parity_data: ParityData | None, force: bool,
+              log: Callable[[str], None]) -> ExportResult:
+    from .graphs import fp16_graph, fp32_graph, int8_graph
     from .inputs import load_parity_data
-    from .lint import lint_model, summarize
-    from .onnx_io import check_model, to_onnx
-    from .parity import ParityThresholds, graph_parity, summary_line
+    from .parity import ParityThresholds
 
     start = time.perf_counter()
-    out = Path(out_dir)
     parent = _prepare_out(out, force)
+    student, float_model, float_source, shape, contract = _checked_models(inputs, config)
+    lap = _Laps()
+    lap("load_models")
+    pdata = parity_data or load_parity_data(data, config.parity_samples, shape[1:], fallbacks=data_fallbacks,
+                                            contract=contract)
+    lap("load_data")
+    if pdata.note:
+        log(f"note: {pdata.note}")
+    example = torch.zeros(shape)
+    thresholds = ParityThresholds(config.min_top1_off, config.min_top1_on)
+    results: list[GraphResult] = []
+    if config.int8:
+        assert student is not None
+        results.append(int8_graph(student, config, example, pdata, thresholds, inputs.quant, lap, log))
+    fp32 = fp32_graph(float_model, float_source, config, example, pdata, thresholds, lap)
+    results.insert(0, fp32)
+    if config.target == "tensorrt":
+        fp16 = fp16_graph(float_model, float_source, config, example, fp32, pdata, log)
+        if fp16 is not None:
+            results.insert(1, fp16)
+        lap("fp16_export_parity")
+    by_key = {r.key: r for r in results}
+
+    parity: dict[str, Any] = {"samples": int(len(pdata.inputs)), "data": pdata.describe(),
+                              "thresholds": {"min_top1_off": config.min_top1_off, "min_top1_on": config.min_top1_on}}
+    accuracy: dict[str, Any] = {}
+    for key in ("int8", "fp32", "fp16"):
+        if key in by_key:
+            parity[key] = by_key[key].parity
+            if by_key[key].accuracy:
+                accuracy[key] = by_key[key].accuracy
+    if pdata.labels is not None:
+        accuracy["data"] = f"{pdata.name} ({pdata.split} split): top-1 on the parity inputs"
+    parity["passed"] = all(parity[k]["passed"] for k in GRAPHS if k in parity)
+    lines = [line for r in results for line in r.lines]
+    mean = inputs.mean or (contract.mean if contract is not None else None) or pdata.mean
+    std = inputs.std or (contract.std if contract is not None else None) or pdata.std
+    manifest = Manifest(
+        created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        model={k: inputs.model_meta[k] for k in ("name", "source", "num_classes", "in_channels", "input_size",
+                                                 "input_shape", "builder_sha256") if k in inputs.model_meta},
+        input=InputSpec("input", (shape[1], shape[2], shape[3]), tuple(mean) if mean else None,
+                        tuple(std) if std else None),
+        target=config.target, opset=config.opset, graphs={r.key: r.entry for r in results},
+        quant=to_dict(inputs.quant) if inputs.quant is not None else None,
+        data={"spec": pdata.spec, "name": pdata.name}, parity=parity, accuracy=accuracy or None,
+        versions=_versions(), timings_s=lap.timings, checkpoint=inputs.checkpoint, teacher=inputs.teacher,
+    )
+    for line in lines:
+        log(line)
+    if not parity["passed"] and config.fail_on_parity_miss:
+        missed = [f"{g} ({lvl})" for g in GRAPHS if g in parity for lvl in ("off", "on")
+                  if not parity[g][lvl]["passed"]]
+        explained = "int8" in by_key and by_key["int8"].explained_miss
+        summary = "; ".join(lines[-2:]) if explained else lines[-1]
+        raise ExportError(f"parity below threshold for {', '.join(missed)}: {summary}; nothing was written "
+                          "(pass --no-parity-fail to write it anyway, marked as failed in the manifest, or change "
+                          "--min-top1-off/--min-top1-on)")
+    document = _write(out, parent, results, manifest)
+    seconds = time.perf_counter() - start
+    log(f"wrote {out} in {seconds:.1f} s ({', '.join(sorted(r.entry['file'] for r in results))}, {MANIFEST_FILE})")
+    return ExportResult(out, document, seconds, lines)
+
+
+def _checked_models(inputs: ExportInputs, config: ExportConfig
+                    ) -> tuple[nn.Module | None, nn.Module, str, tuple[int, int, int, int], InputContract | None]:
+    """The student and float model in eval mode, checked against the input shape; the shape and contract."""
+    from ..quant import to_float, uninitialized_quantizers
+
+    student, meta, contract = inputs.student, inputs.model_meta, inputs.contract
     if config.int8 and student is None:
         raise ConfigError("--int8 needs a quantized student checkpoint")
-    name, classes = str(model_meta["name"]), int(model_meta["num_classes"])
+    name, classes = str(meta["name"]), int(meta["num_classes"])
     if config.input_shape is not None:
         shape = config.input_shape
     elif contract is not None:
         shape = (1, *contract.shape)
     else:
-        shape = (1, int(model_meta["in_channels"]), int(model_meta["input_size"]), int(model_meta["input_size"]))
+        shape = (1, int(meta["in_channels"]), int(meta["input_size"]), int(meta["input_size"]))
     if contract is not None and tuple(shape[1:]) != contract.shape:
         contract = InputContract(shape[1], shape[2], shape[3], contract.mean, contract.std) \
             if shape[1] == contract.channels else None
-    if contract is not None:
-        mean, std = mean or contract.mean, std or contract.std
+    float_model, float_source = inputs.float_model, inputs.float_source
     if float_model is None:
         if student is None:
             raise ConfigError("nothing to export: pass a student or a float model")
@@ -426,169 +335,40 @@ def _export_model(student: nn.Module | None, out_dir: str | Path, config: Export
     float_model = float_model.eval()
     _check_input_shape(float_model, shape, classes, name)
     if student is not None:
-        from ..quant import uninitialized_quantizers
-
         student = student.eval()
         cold = uninitialized_quantizers(student, among=_reached_quantizers(student))
         if cold:  # a forward pass here would set their ranges from whatever input it saw
             raise ExportError(f"the student's quantizers are not initialised ({cold[0]} and {len(cold) - 1} more); "
                               "run one batch of real data through it first (checkpoints from 'sqakd-edge train' "
                               "always are)")
-        student = student.eval()
         _check_input_shape(student, shape, classes, name)
-    thresholds = ParityThresholds(config.min_top1_off, config.min_top1_on)
-    timings: dict[str, float] = {}
-    last = [time.perf_counter()]
+    return student, float_model, float_source, shape, contract
 
-    def lap(stage: str) -> None:
-        now = time.perf_counter()
-        timings[stage] = round(timings.get(stage, 0.0) + now - last[0], 3)
-        last[0] = now
 
-    lap("load_models")
-    pdata = parity_data or load_parity_data(data, config.parity_samples, shape[1:], fallbacks=data_fallbacks,
-                                            contract=contract)
-    lap("load_data")
-    if pdata.note:
-        log(f"note: {pdata.note}")
-    inputs = pdata.inputs
-    example = torch.zeros(shape)
-    graphs: dict[str, dict[str, Any]] = {}
-    parity: dict[str, Any] = {"samples": int(len(inputs)), "data": pdata.describe(),
-                              "thresholds": {"min_top1_off": config.min_top1_off, "min_top1_on": config.min_top1_on}}
-    payload: dict[str, bytes] = {}
-    accuracy: dict[str, Any] = {}
-    labels = pdata.labels.numpy() if pdata.labels is not None else None
-    lines: list[str] = []
-    note: str | None = None  # an ONNX Runtime "on" miss that its bias rounding explains
-
-    if config.int8:
-        assert student is not None
-        int8 = _int8_graph(student, config, example, pdata, thresholds, quant, lap, log)
-        payload[INT8_FILE], graphs["int8"], parity["int8"] = int8.model, int8.graph, int8.parity
-        lines.append(summary_line("int8", parity["int8"]))
-        note = bias_rounding_note(parity["int8"])
-        if note:
-            lines.append(note)
-        if int8.accuracy:
-            accuracy["int8"] = int8.accuracy
-
-    fp_inputs = inputs[: config.fp32_parity_samples]
-    fp_reference = _batched(float_model, fp_inputs)
-    fp_model = to_onnx(float_model, example, config.opset)
-    check_model(fp_model, "fp32")
-    payload[FP32_FILE] = fp_model.SerializeToString()
-    lap("fp32_reference_export_check")
-    fp_labels = labels[: len(fp_inputs)] if labels is not None else None
-    parity["fp32"] = graph_parity(payload[FP32_FILE], fp_inputs.numpy(), fp_reference.numpy(), thresholds,
-                                  threads=config.threads, labels=fp_labels)
-    parity["fp32"]["reference"] = f"PyTorch float model ({float_source})"
-    lap("fp32_parity")
-    graphs["fp32"] = {"file": FP32_FILE, "source": float_source,
-                      "lint": summarize(lint_model(fp_model, config.target))}
-    lines.insert(0, summary_line("fp32", parity["fp32"]))
-    if config.target == "tensorrt":
-        fp16 = _fp16_graph(float_model, example, config, fp_inputs, fp_reference, fp_labels, float_source, log)
-        if fp16 is not None:
-            payload[FP16_FILE], graphs["fp16"], parity["fp16"] = fp16
-            lines.insert(1, summary_line("fp16", parity["fp16"]))
-        lap("fp16_export_parity")
-    if pdata.labels is not None:
-        accuracy["fp32"] = {"samples": len(fp_inputs), "source": float_source,
-                            "pytorch": _top1(fp_reference, pdata.labels[: len(fp_inputs)]),
-                            "onnx_opt_off": parity["fp32"]["off"]["top1_accuracy"],
-                            "onnx_opt_on": parity["fp32"]["on"]["top1_accuracy"]}
-        accuracy["data"] = f"{pdata.name} ({pdata.split} split): top-1 on the parity inputs"
-    parity["passed"] = all(parity[k]["passed"] for k in GRAPHS if k in parity)
-
-    manifest = {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model": {k: model_meta[k] for k in ("name", "source", "num_classes", "in_channels", "input_size",
-                                             "input_shape", "builder_sha256") if k in model_meta},
-        "input": {"name": "input", "shape": ["batch", *shape[1:]], "dtype": "float32",
-                  "mean": list(mean or pdata.mean or []) or None, "std": list(std or pdata.std or []) or None,
-                  "layout": "NCHW"},
-        "output": {"name": "logits", "shape": ["batch", classes]},
-        "target": config.target, "opset": config.opset, "graphs": graphs,
-        "quant": to_dict(quant) if quant is not None else None,
-        **(provenance or {}),
-        "data": {"spec": pdata.spec, "name": pdata.name},
-        "parity": parity, "accuracy": accuracy or None, "versions": _versions(),
-        "timings_s": timings,
-    }
-    for line in lines:
-        log(line)
-    if not parity["passed"] and config.fail_on_parity_miss:
-        missed = [f"{g} ({lvl})" for g in GRAPHS if g in parity for lvl in ("off", "on")
-                  if not parity[g][lvl]["passed"]]
-        summary = "; ".join(lines[-2:]) if note else lines[-1]
-        raise ExportError(f"parity below threshold for {', '.join(missed)}: {summary}; nothing was written "
-                          "(pass --no-parity-fail to write it anyway, marked as failed in the manifest, or change "
-                          "--min-top1-off/--min-top1-on)")
+def _write(out: Path, parent: Path, results: list[GraphResult], manifest: Manifest) -> dict[str, Any]:
+    """The graphs and ``manifest.json`` into a temp folder beside ``out``, then renamed into place."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=parent))
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the export is an ordinary folder
-        for fname, data_bytes in payload.items():
-            (tmp / fname).write_bytes(data_bytes)
-            graphs[GRAPH_KEYS[fname]].update({"sha256": _sha256(tmp / fname), "bytes": len(data_bytes)})
-        manifest["graphs"] = {k: _ordered(graphs[k]) for k in GRAPHS if k in graphs}
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        for r in results:
+            path = tmp / r.entry["file"]
+            path.write_bytes(r.data)
+            r.entry.update({"sha256": _sha256(path), "bytes": len(r.data)})
+        document = manifest.to_dict()
+        atomic_write_text(tmp / MANIFEST_FILE, _json(document))
         _commit(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    seconds = time.perf_counter() - start
-    log(f"wrote {out} in {seconds:.1f} s ({', '.join(sorted(payload))}, {MANIFEST_FILE})")
-    return ExportResult(out, manifest, seconds, lines)
+    return document
 
 
-class _Float16(nn.Module):
-    """The float model in float16 with float32 input and output (what TensorRT 11 builds an FP16 engine from)."""
+def _json(document: dict[str, Any]) -> str:
+    import json
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.half()).float()
-
-
-def _fp16_graph(float_model: nn.Module, example: torch.Tensor, config: ExportConfig, inputs: torch.Tensor,
-                reference: torch.Tensor, labels: Any, float_source: str, log: Callable[[str], None]
-                ) -> tuple[bytes, dict[str, Any], dict[str, Any]] | None:
-    """``model.fp16.onnx``: float16 weights and compute, float32 I/O, parity-checked against float32 PyTorch.
-
-    TensorRT 11 has no FP16 builder flag (networks are strongly typed): an FP16 engine needs this graph.
-    A model whose operators have no float16 export is left out with a note, not failed.
-    """
-    from .lint import lint_model, summarize
-    from .onnx_io import check_model, to_onnx
-    from .parity import ParityThresholds, graph_parity
-
-    try:
-        model = to_onnx(_Float16(copy.deepcopy(float_model).half().eval()), example, config.opset)
-        check_model(model, "fp16")
-    except (ExportError, RuntimeError) as exc:
-        reason = first_line(exc)
-        log(f"note: no FP16 graph ({reason}); TensorRT 11 will have no FP16 engine of this model")
-        return None
-    data = model.SerializeToString()
-    parity = graph_parity(data, inputs.numpy(), reference.numpy(), ParityThresholds(FP16_MIN_TOP1, FP16_MIN_TOP1),
-                          threads=config.threads,
-                          labels=labels)
-    parity["reference"] = f"PyTorch float model in float32 ({float_source})"
-    graph = {"file": FP16_FILE, "source": float_source, "dtype": "float16 weights and compute, float32 I/O",
-             "lint": summarize(lint_model(model, config.target))}
-    return data, graph, parity
-
-
-def _ordered(graph: dict[str, Any]) -> dict[str, Any]:
-    """file, sha256, bytes first (as in the interface), then the rest."""
-    head: dict[str, Any] = {k: graph[k] for k in ("file", "sha256", "bytes", "source", "wbits", "abits") if k in graph}
-    return {**head, **{k: v for k, v in graph.items() if k not in head}}
+    return json.dumps(document, indent=2) + "\n"
 
 
 def _load(load: Callable[..., dict[str, Any]], path: Path, **kwargs: Any) -> dict[str, Any]:
@@ -657,6 +437,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, config: Expor
     mean = tuple(data_meta["mean"]) if data_meta.get("mean") else None
     std = tuple(data_meta["std"]) if data_meta.get("std") else None
     contract = contract_of(meta, data_meta) if meta.get("input_shape") else None
-    return export_model(model if is_student else None, out_dir, config, model_meta=meta, float_model=float_model,
-                        float_source=source, quant=quant, data=data, data_fallbacks=fallbacks, mean=mean, std=std,
-                        provenance=provenance, contract=contract, force=force, log=log)
+    inputs = ExportInputs(model_meta=meta, student=model if is_student else None, float_model=float_model,
+                          float_source=source, quant=quant, contract=contract, mean=mean, std=std,
+                          checkpoint=provenance["checkpoint"], teacher=provenance.get("teacher"))
+    return export_model(inputs, out_dir, config, data=data, data_fallbacks=fallbacks, force=force, log=log)

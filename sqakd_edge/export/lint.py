@@ -48,9 +48,9 @@ from typing import Any
 
 import numpy as np
 
+from ..config import TARGETS
 from ..errors import ExportError, first_line, require
 
-TARGETS = ("tensorrt", "onnxruntime")
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 # ops a weighted layer's output passes through before its activation Q (TensorRT fuses them)

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..config import TARGETS
 from ..errors import ExportError
 from ..quant.grid import NotDeployable
 from ..quant.quantizers import Quantizer
 from .fold import FoldedQuantLayer
 from .qdq import INT_RANGES, ActQDQ
-
-TARGETS = ("tensorrt", "onnxruntime")
 
 FIX = ("retrain with QuantConfig(deployable=True) (sqakd-edge train without --paper-grids), or export with "
        "--allow-requantize to re-quantize to the nearest int8 grid and see the parity cost")

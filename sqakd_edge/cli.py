@@ -32,7 +32,8 @@ class _Group(click.Group):
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
-            command = exc.ctx.command_path if exc.ctx is not None else "sqakd-edge"
+            sub = exc.ctx.info_name if exc.ctx is not None and exc.ctx.parent is not None else None
+            command = f"sqakd-edge {sub}" if sub else "sqakd-edge"  # the name users type, also under `python -m`
             message = " ".join(exc.format_message().split())
             click.echo(f"error: {message} (see '{command} --help')", err=True)
             sys.exit(2)

@@ -198,6 +198,12 @@ def _train_out_under_a_file(tmp: Path, fx: Fx) -> Built:
     return ["train", "--teacher", fx.teacher, "--out", blocker / "run", "--no-progress", "--epochs", "1"], [blocker]
 
 
+def _train_out_is_a_file(tmp: Path, fx: Fx) -> Built:
+    blocker = tmp / "notes.txt"
+    blocker.write_text("the user's notes\n")
+    return ["train", "--teacher", fx.teacher, "--out", blocker, "--no-progress", "--epochs", "1"], [blocker]
+
+
 def _train_corrupt_image(tmp: Path, fx: Fx) -> Built:
     """A labelled folder with one undecodable image; --force on an old run, which must come back."""
     images = tmp / "images"
@@ -385,9 +391,11 @@ CASES = [
             "temperature must be a finite number, got nan"),
     refused("train-weight-decay-nan", train_flags("--weight-decay", "nan"),
             "weight_decay must be a finite number, got nan"),
-    refused("train-out-under-a-file", _train_out_under_a_file, "{tmp}/notes.txt",
-            marks=escapes("NotADirectoryError from Path.mkdir in train/run_dir.py prepare_run_dir: exit code 1, "
-                          "a traceback, nothing on stderr in the 'error: ' form")),
+    refused("train-out-under-a-file", _train_out_under_a_file, "cannot write the run to --out {tmp}/notes.txt/run",
+            "choose a writable folder"),
+    refused("train-out-is-a-file", _train_out_is_a_file, "{tmp}/notes.txt", "is a file", "sqakd-edge train --help"),
+    refused("export-unknown-target", lambda tmp, fx: (["export", fx.teacher, "--target", "tpu", "--out", tmp / "e"],
+                                                      []), "'tpu' is not one of", "sqakd-edge export --help"),
     refused("train-corrupt-image", _train_corrupt_image, "cannot read image {tmp}/images/class1/3.png",
             "--skip-corrupt"),
     refused("export-out-holds-the-checkpoint", _export_into_the_checkpoints_folder,

@@ -37,8 +37,25 @@ def prepare_run_dir(out_dir: Path, *, resume: bool, force: bool, info: DistInfo)
         raise ConfigError(f"{out_dir} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
                           "--force to replace it, or choose another --out")
     if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        _check_writable(out_dir)
     return None
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Make ``out_dir`` and write a probe into it now, not after the first epoch.
+
+    A read-only mount, a file in the path or a missing permission is one line naming the folder.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; pass a folder for the run")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the run to --out {out_dir} ({exc.strerror or exc}); choose a writable "
+                          "folder") from None
 
 
 def copy_atomic(src: Path, dst: Path) -> None:

@@ -499,3 +499,54 @@ def test_link_loops_in_an_image_folder_are_skipped_and_counted(kind: str, link: 
         assert splits[0].classes == ("class0", "class1")
         assert all(label == int(Path(p).parent.name[-1]) for p, label in samples), samples
     assert _fingerprint(root) == before
+
+
+# --- a real fault: the file-size limit of a child process -------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX resource limits in a child process")
+def test_a_checkpoint_larger_than_the_file_size_limit_is_one_line_and_leaves_no_temp_file(tmp_path):
+    """``RLIMIT_FSIZE`` below one checkpoint: torch's writer really fails (EFBIG) mid-write, as on a full disk."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    images = tmp_path / "images"
+    for c in ("class0", "class1"):
+        (images / c).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(np.full((8, 8), 25 * i, np.uint8)).save(images / c / f"{i}.png")
+    out = tmp_path / "run"
+    limit = 64 << 10  # a ResNet-20 checkpoint is over 1 MB; the images and code are far smaller
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG instead of killing us
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = subprocess.run([sys.executable, "-m", "sqakd_edge", "train", "--fp", "--data", f"folder:{images}",
+                           "--out", str(out), "--no-progress", "--epochs", "1", "--batch-size", "4"],
+                          capture_output=True, text=True, preexec_fn=limited, timeout=110)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1, done.stderr
+    assert lines[-1].startswith("error: cannot write the epoch 1 checkpoint") and "Traceback" not in done.stderr
+    assert "nothing was saved yet" in lines[-1]
+    assert (sorted(p.name for p in out.iterdir()) if out.exists() else []) == []  # no half-written file
+
+
+def test_a_read_only_out_is_refused_before_training(tmp_path, monkeypatch):
+    """As root a chmod does not stop writes, so the read-only mount is injected where the probe writes."""
+    import errno
+
+    from sqakd_edge.errors import ConfigError
+    from sqakd_edge.train import run_dir
+    from sqakd_edge.train.distributed import DistInfo
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(run_dir.tempfile, "mkstemp", read_only)
+    with pytest.raises(ConfigError, match=r"cannot write the run to --out .*/run \(Read-only file system\); choose"):
+        run_dir.prepare_run_dir(tmp_path / "run", resume=False, force=False, info=DistInfo())

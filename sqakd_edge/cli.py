@@ -14,7 +14,18 @@ from typing import Any
 import click
 
 from . import __version__
-from .config import ACT_SIGNS, BACKWARDS, QUANTIZERS, TARGETS
+from .cli_options import (
+    BATCHES,
+    CONTRACT,
+    INPUT_SHAPE,
+    QUANT_CORE,
+    QUANT_LAYOUT,
+    REMOTE,
+    TRAINING_OVERRIDES,
+    config_option,
+    resolved_options,
+)
+from .config import TARGETS
 from .errors import ConfigError, SqakdEdgeError
 
 
@@ -40,27 +51,6 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted; finished outputs are kept, nothing half-written was left", err=True)
             sys.exit(130)
-
-
-class _InputShape(click.ParamType):
-    """``NxCxHxW`` (e.g. ``1x3x224x224``) -> ``(N, C, H, W)``; a bad value is a one-line ConfigError."""
-
-    name = "NxCxHxW"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
-            return value
-        parts = str(value).lower().replace(",", "x").split("x")
-        try:
-            dims = tuple(int(p) for p in parts)
-        except ValueError:
-            dims = ()
-        if len(dims) != 4 or any(d < 1 for d in dims):
-            raise ConfigError(f"--input-shape {value!r} is not NxCxHxW with positive integers (e.g. 1x1x28x28)")
-        return dims
-
-
-INPUT_SHAPE = _InputShape()
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110,
@@ -116,24 +106,6 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
         ctx.exit()
 
 
-def _contract_options(func: Any) -> Any:
-    """The input-contract flags of a model the user brings (train and demo)."""
-    options = [
-        click.option("--input-size", help="Input size N or HxW. [default: the dataset's for registered models, "
-                     "224 for torchvision (299 inception_v3)]"),
-        click.option("--in-channels", type=int, help="Input channels (images are converted). [default: the "
-                     "dataset's for registered models, else 3]"),
-        click.option("--num-classes", type=int, help="Classes of the model's output. [default: the weights' "
-                     "classifier, else the data's]"),
-        click.option("--mean", help="Per-channel normalisation mean, comma-separated. [default: the dataset's for "
-                     "registered models, else ImageNet's]"),
-        click.option("--std", help="Per-channel normalisation std, comma-separated. [default: as --mean]"),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
 def _contract_request(input_size: str | None, in_channels: int | None, num_classes: int | None, mean: str | None,
                       std: str | None) -> Any:
     from .config import parse_floats, parse_size
@@ -156,51 +128,20 @@ def _contract_request(input_size: str | None, in_channels: int | None, num_class
 @click.option("--data", default="embedded", show_default=True, help=_DATA_HELP)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (checkpoints, metrics).")
 @click.option("--model", help=_MODEL_HELP + " [default for --fp: resnet20]")
-@_contract_options
+@CONTRACT
 @click.option("--method", type=click.Choice(["sqakd", "ce", "ce+kd"]), default="sqakd", show_default=True,
               help="Student loss: sqakd (no labels), ce (labels), ce+kd (both).")
-@click.option("--quantizer", default="lsq", show_default=True, help=f"One of: {', '.join(QUANTIZERS)}.")
-@click.option("--backward", type=click.Choice(BACKWARDS), default="ste", show_default=True)
-@click.option("--wbits", type=int, default=4, show_default=True, help="Weight bits, 1-8.")
-@click.option("--abits", type=int, default=4, show_default=True, help="Activation bits, 1-8.")
-@click.option("--per-tensor", is_flag=True, help="Per-tensor weight scales (default: per output channel).")
-@click.option("--act-sign", type=click.Choice(ACT_SIGNS), default="auto", show_default=True)
-@click.option("--paper-grids", is_flag=True,
-              help="The papers' exact grids (learned affine ranges, 2^8-level weights), not INT8-deployable ones.")
-@click.option("--quantize-first-last", is_flag=True, help="Quantize the first and last layers too (paper: float).")
-@click.option("--residual-bits", type=int, default=8, show_default=True,
-              help="Bits of the quantizers on residual Adds (branch and block outputs), so integer runtimes "
-                   "keep every conv and Add in integers; 0: float Adds (paper).")
-@click.option("--shared-residual-stream/--separate-residual-stream", default=True, show_default=True,
-              help="Quantize a block output (or float block input) that quant layers read once, at --abits, with "
-                   "the quantizer those layers share: no requantization between blocks in the INT8 graph. "
-                   "Separate: the stream at --residual-bits, each reader re-quantizing it.")
-@click.option("--keep-float", default="", help="Comma-separated layer names to keep in float.")
+@QUANT_CORE
+@QUANT_LAYOUT
 @click.option("--recipe", help="Named settings (see --list-recipes). [default: demo-fp for --fp, demo for students]")
-@click.option("--epochs", type=int, help="Override the recipe's epochs.")
-@click.option("--batch-size", type=int, help="Override the recipe's (global) batch size.")
-@click.option("--lr", type=float, help="Override the model learning rate.")
-@click.option("--quant-lr", type=float, help="Override the quantizer-parameter learning rate.")
-@click.option("--weight-decay", type=float, help="Override the weight decay.")
-@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Override the optimiser.")
-@click.option("--temperature", type=float, help="KL temperature T. [default: 4]")
-@click.option("--kd-weight", type=float, help="Weight of the KL term for ce+kd.")
-@click.option("--val-fraction", type=float, help="Share of training data held out for label-free selection.")
-@click.option("--seed", type=int, help="Random seed.")
+@TRAINING_OVERRIDES
 @click.option("--workers", type=int, help="Data-loader worker processes.")
-@click.option("--amp/--no-amp", default=None,
-              help="Mixed precision (default on): CUDA forwards, and the teacher's forward on CPUs with native "
-                   "bfloat16.")
-@click.option("--augment/--no-augment", default=None,
-              help="The dataset's random training transform (default on); off: every epoch sees the same inputs.")
-@click.option("--freeze-bn", is_flag=True, default=None,
-              help="Students: keep the BatchNorm statistics they start with (the teacher's), so training normalises "
-                   "as evaluation does; scale and shift are still learned.")
 @click.option("--skip-corrupt", is_flag=True, help="Skip unreadable images (counted in one warning) instead of "
               "stopping at the first.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Replace a run already in --out.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@config_option
 def train(**params: Any) -> None:
     """Train a float teacher (--fp) or an SQAKD/QAT student (--teacher CKPT, or --model with your weights)."""
     from .train.distributed import finish_distributed, init_distributed
@@ -211,6 +152,7 @@ def train(**params: Any) -> None:
         raise ConfigError("pass exactly one of --fp (train a float teacher) or --teacher CKPT (train a student; "
                           "your own weights with --model SOURCE, or --random-teacher to test the pipeline)")
     info = init_distributed()
+    params["_options"] = resolved_options(click.get_current_context())
     try:
         _train(info, params)
     except SqakdEdgeError as exc:
@@ -226,8 +168,6 @@ def train(**params: Any) -> None:
     finish_distributed(info, completed=True)
 
 
-_OVERRIDES = ("epochs", "batch_size", "lr", "quant_lr", "weight_decay", "optimizer", "temperature", "kd_weight",
-              "val_fraction", "seed", "amp", "augment", "freeze_bn")
 
 
 def _train(info: Any, p: dict[str, Any]) -> None:
@@ -235,11 +175,12 @@ def _train(info: Any, p: dict[str, Any]) -> None:
     from .train.recipes import get_recipe
 
     log = click.echo if info.is_main else (lambda _msg: None)
-    overrides = {k: p[k] for k in _OVERRIDES}
+    overrides = {k: p[k] for k in TRAINING_OVERRIDES.names}
     overrides["num_workers"] = p["workers"]
     request = _contract_request(p["input_size"], p["in_channels"], p["num_classes"], p["mean"], p["std"])
     common = {"resume": p["resume"], "force": p["force"], "progress": not p["no_progress"], "dist_info": info,
-              "log": log, "skip_corrupt": p["skip_corrupt"], "request": request}
+              "log": log, "skip_corrupt": p["skip_corrupt"], "request": request,
+              "options": {"train": p["_options"]}}
     if p["float_teacher"]:
         chosen = get_recipe(p["recipe"] or "demo-fp")
         chosen.check_fits(p["data"], teacher=True)
@@ -297,14 +238,12 @@ def _print_fit_summary(result: Any) -> None:
 @click.option("--out", default="runs/demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--data", default="embedded", show_default=True, help="Dataset spec (see 'train --help').")
 @click.option("--model", default="resnet20", show_default=True)
-@click.option("--quantizer", default="lsq", show_default=True)
-@click.option("--backward", type=click.Choice(["ste", "ewgs"]), default="ste", show_default=True)
-@click.option("--wbits", type=int, default=4, show_default=True)
-@click.option("--abits", type=int, default=4, show_default=True)
+@QUANT_CORE
 @click.option("--teacher-epochs", type=int, help="Override the demo-fp recipe's epochs.")
 @click.option("--student-epochs", type=int, help="Override the demo recipe's epochs.")
 @click.option("--force", is_flag=True, help="Replace an earlier demo in --out.")
 @click.option("--no-progress", is_flag=True)
+@config_option
 def demo(out: str, data: str, model: str, quantizer: str, backward: str, wbits: int, abits: int,
          teacher_epochs: int | None, student_epochs: int | None, force: bool, no_progress: bool) -> None:
     """Teacher -> SQAKD student -> INT8 export -> bench, on the embedded data (about 10 minutes on 2 cores)."""
@@ -361,6 +300,7 @@ Examples:
 @click.option("--threads", type=int, default=0, show_default=True,
               help="CPU threads for the parity runs (0: library defaults; 1 on a busy shared machine).")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out.")
+@config_option
 def export(checkpoint: str, int8: bool, out: str, target: str, opset: int,
            input_shape: tuple[int, int, int, int] | None, data: str | None,
            parity_samples: int, teacher: str | None, allow_requantize: bool, residual_qdq: bool, min_top1_off: float,
@@ -440,7 +380,8 @@ def _bench_command_line(export_dir: Path, params: dict[str, Any]) -> list[str]:
         if name == "export_dir" or value is None or value is False:
             continue
         flag = "--" + name.replace("_", "-")
-        line += [flag] if value is True else [flag, str(value)]
+        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        line += [flag] if value is True else [flag, text]
     return line
 
 
@@ -448,19 +389,8 @@ def _bench_command_line(export_dir: Path, params: dict[str, Any]) -> list[str]:
 @click.argument("export_dir", type=click.Path(path_type=Path))
 @click.option("--device", default="local", show_default=True,
               help="where to run: 'local' (ONNX Runtime and PyTorch on this machine) or a device name.")
-@click.option("--host", default=None, help="USER@HOST (or an ~/.ssh/config alias) of a remote device.")
-@click.option("--setup", is_flag=True, help="remote only: set the device's maximum power mode first (needs sudo).")
-@click.option("--inventory", default=None,
-              help="remote only: device inventory file (format: deploy/inventory.example.json).")
-@click.option("--port", type=int, default=None, help="remote only: SSH port.")
-@click.option("--identity", default=None, help="remote only: SSH private key file.")
-@click.option("--known-hosts", default=None, help="remote only: known_hosts file to check the device's key against.")
-@click.option("--accept-new-host-key", is_flag=True,
-              help="remote only: accept an unknown host key on first contact (a changed key is still refused).")
-@click.option("--remote-python", default=None, help="remote only: the device's Python.  [default: python3]")
-@click.option("--docker", "docker_image", default=None, help="remote only: run the device program in this image.")
-@click.option("--tegrastats", is_flag=True, help="remote only: sample board power while timing.")
-@click.option("--batch", default="1", show_default=True, help="batch sizes, comma-separated, e.g. 1,32.")
+@REMOTE
+@click.option("--batch", type=BATCHES, default="1", show_default=True, help="batch sizes, comma-separated, e.g. 1,32.")
 @click.option("--threads", type=int, default=None, help="intra-op CPU threads.  [default: one per logical CPU]")
 @click.option("--warmup", type=int, default=10, show_default=True,
               help="untimed warm-up ITERATIONS per model and batch size.")
@@ -477,11 +407,10 @@ def _bench_command_line(export_dir: Path, params: dict[str, Any]) -> list[str]:
               help="folder for results.json, report.md, latency.png.  [default: EXPORT_DIR/bench]")
 @click.option("--no-plot", is_flag=True, help="skip latency.png.")
 @click.option("--quiet", is_flag=True, help="no progress bar and no console table.")
-def bench(export_dir: Path, device: str, host: str | None, setup: bool, inventory: str | None, port: int | None,
-          identity: str | None, known_hosts: str | None, accept_new_host_key: bool, remote_python: str | None,
-          docker_image: str | None, tegrastats: bool, batch: str, threads: int | None, warmup: int,
+@config_option
+def bench(export_dir: Path, device: str, batch: tuple[int, ...], threads: int | None, warmup: int,
           iters: int | None, duration: float | None, round_iters: int, graphs: str | None, data: str | None,
-          data_limit: int | None, seed: int, out: Path | None, no_plot: bool, quiet: bool) -> None:
+          data_limit: int | None, seed: int, out: Path | None, no_plot: bool, quiet: bool, **remote: Any) -> None:
     """Benchmark an export's FP32 and INT8 graphs (and the PyTorch model) with honest statistics.
 
     Writes results.json, report.md and latency.png and prints a table; the speed-up is the ratio of
@@ -491,11 +420,11 @@ def bench(export_dir: Path, device: str, host: str | None, setup: bool, inventor
     """
     from .bench.api import run_bench
     from .bench.report import render_console
-    from .bench.settings import BenchConfig, parse_batches
+    from .bench.settings import BenchConfig
 
     params = click.get_current_context().params
     config = BenchConfig(
-        batches=parse_batches(batch), threads=threads, warmup_iters=warmup,
+        batches=batch, threads=threads, warmup_iters=warmup,
         iters=iters if iters is not None or duration is not None else 100, duration_s=duration,
         round_iters=round_iters, seed=seed,
         graphs=tuple(g.strip() for g in graphs.split(",") if g.strip()) if graphs is not None else None,
@@ -503,22 +432,19 @@ def bench(export_dir: Path, device: str, host: str | None, setup: bool, inventor
     )
     backend = None
     if device != "local":
-        from .bench import remote
+        from .bench.remote import make_backend
 
-        backend = remote.make_backend(device=device, host=host, setup=setup, inventory=inventory, port=port,
-                                      identity_file=identity, known_hosts_file=known_hosts,
-                                      accept_new_host_key=accept_new_host_key, remote_python=remote_python,
-                                      docker_image=docker_image, tegrastats=tegrastats)
-    else:
-        remote_only = {"--host": host, "--setup": setup, "--inventory": inventory, "--port": port,
-                       "--identity": identity, "--known-hosts": known_hosts,
-                       "--accept-new-host-key": accept_new_host_key, "--remote-python": remote_python,
-                       "--docker": docker_image, "--tegrastats": tegrastats}
-        given = [flag for flag, value in remote_only.items() if value not in (None, False)]
-        if given:
-            raise ConfigError(f"{', '.join(given)} are for a remote --device; drop them for --device local")
+        backend = make_backend(device=device, host=remote["host"], setup=remote["setup"], inventory=remote["inventory"],
+                               port=remote["port"], identity_file=remote["identity"],
+                               known_hosts_file=remote["known_hosts"],
+                               accept_new_host_key=remote["accept_new_host_key"],
+                               remote_python=remote["remote_python"], docker_image=remote["docker_image"],
+                               tegrastats=remote["tegrastats"])
+    elif REMOTE.given(remote):
+        raise ConfigError(f"{', '.join(REMOTE.given(remote))} are for a remote --device; drop them for --device local")
     result = run_bench(export_dir, config, out=out, backend=backend, command=_bench_command_line(export_dir, params),
-                       show_progress=False if quiet else None, plot=not no_plot)
+                       show_progress=False if quiet else None, plot=not no_plot,
+                       options={"bench": resolved_options(click.get_current_context())})
     if not quiet:
         click.echo(render_console(result.document))
     click.echo(f"wrote {', '.join(str(p) for p in result.files)}")

@@ -94,6 +94,7 @@ def run_bench(
     command: Sequence[str] | None = None,
     show_progress: bool | None = None,
     plot: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> BenchRun:
     """Benchmark an export directory's graphs and write the results, report and plot.
 
@@ -105,6 +106,7 @@ def run_bench(
         command: the command line, recorded in the results.
         show_progress: draw a progress bar (None: only on a terminal).
         plot: write ``latency.png`` (needs matplotlib).
+        options: the resolved CLI options, recorded so ``--config results.json`` repeats the run.
 
     Returns:
         The :class:`BenchRun` with the results document.
@@ -131,7 +133,8 @@ def run_bench(
                 out_dir.rmdir()
         raise
     document = build_results(job, outcome, device_name=runner.name,
-                             environment=collect_environment(config.resolved_threads), command=command)
+                             environment=collect_environment(config.resolved_threads), command=command,
+                             options=options)
     problems = validate_results(document)
     assert not problems, problems  # internal invariant: build_results follows its own schema
 

@@ -30,6 +30,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "schema_version": ((int,), "1"),
     "created": ((str,), "UTC time the run finished, ISO 8601"),
     "command": ((list, type(None)), "the command line (argument list) when run from the CLI"),
+    "options": ((dict, type(None)), "the resolved CLI options ({bench: {...}}): --config results.json repeats the run"),
     "export": ((dict,), "what was measured: the export directory"),
     "export.dir": ((str,), "absolute path of the export directory"),
     "export.manifest_sha256": ((str,), "hash of its manifest.json"),
@@ -113,6 +114,7 @@ def build_results(
     device_name: str,
     environment: dict[str, Any],
     command: Sequence[str] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the results document from a backend's measurements.
 
@@ -122,6 +124,7 @@ def build_results(
         device_name: ``local`` or the device's name.
         environment: the host environment block.
         command: the command line, if any.
+        options: the resolved CLI options by command (``{"bench": {...}}``), if any.
 
     Returns:
         The document (validates with :func:`validate_results`).
@@ -181,6 +184,7 @@ def build_results(
         "schema_version": SCHEMA_VERSION,
         "created": _now(),
         "command": list(command) if command is not None else None,
+        "options": options,
         "export": {
             "dir": str(bundle.directory),
             "manifest_sha256": bundle.manifest_sha256,

@@ -15,28 +15,6 @@ from ..errors import ConfigError
 GRAPH_KEYS = ("fp32", "int8", "eager")
 
 
-def parse_batches(text: str) -> tuple[int, ...]:
-    """Parse ``"1,32"`` into ``(1, 32)``.
-
-    Args:
-        text: comma-separated positive integers.
-
-    Returns:
-        The batch sizes in the order given, duplicates removed.
-
-    Raises:
-        ConfigError: for anything but positive integers.
-    """
-    sizes: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit() or int(part) < 1:
-            raise ConfigError(f"--batch takes positive integers separated by commas (e.g. 1,32), got {text!r}")
-        if int(part) not in sizes:
-            sizes.append(int(part))
-    return tuple(sizes)
-
-
 @dataclass(frozen=True)
 class BenchConfig:
     """What to measure and how long.

@@ -87,7 +87,7 @@ def _data_and_model(data_spec: str, model: str, config: TrainConfig, request: Co
 def train_teacher(data_spec: str, out_dir: str | Path, config: TrainConfig, *, model: str = "resnet20",
                   num_classes: int | None = None, request: ContractRequest | None = None, skip_corrupt: bool = False,
                   resume: bool = False, force: bool = False, progress: bool = True, dist_info: DistInfo | None = None,
-                  log: Callable[[str], None] = print) -> FitResult:
+                  log: Callable[[str], None] = print, options: dict[str, Any] | None = None) -> FitResult:
     """Train a float teacher with labels (any model source; torchvision's and yours from random weights).
 
     Raises:
@@ -105,7 +105,7 @@ def train_teacher(data_spec: str, out_dir: str | Path, config: TrainConfig, *, m
     data, resolved = _data_and_model(data_spec, model, config, request, weights=None, skip_corrupt=skip_corrupt,
                                      log=log, native=native if _registered(model) else None)
     return fit(resolved.model, data, config, out_dir, model_meta=resolved.meta, resume=resume, force=force,
-               progress=progress, dist_info=dist_info, log=log)
+               progress=progress, dist_info=dist_info, log=log, options=options)
 
 
 def _check_labelled(data: RunData, spec: str, request: ContractRequest) -> None:
@@ -144,7 +144,7 @@ def train_student(data_spec: str, out_dir: str | Path, config: TrainConfig, quan
                   teacher_path: str | Path | None = None, model: str | None = None, random_teacher: bool = False,
                   request: ContractRequest | None = None, skip_corrupt: bool = False, resume: bool = False,
                   force: bool = False, progress: bool = True, dist_info: DistInfo | None = None,
-                  log: Callable[[str], None] = print) -> FitResult:
+                  log: Callable[[str], None] = print, options: dict[str, Any] | None = None) -> FitResult:
     """Train a fake-quant student that starts from the teacher's weights (SQAKD: no labels).
 
     Args:
@@ -162,6 +162,7 @@ def train_student(data_spec: str, out_dir: str | Path, config: TrainConfig, quan
         progress: progress bars.
         dist_info: the torchrun process group.
         log: one-line messages.
+        options: the resolved CLI options, recorded in ``summary.json``.
 
     Raises:
         ConfigError: a student architecture other than the teacher's, contract flags that contradict a sqakd-edge
@@ -213,7 +214,7 @@ def train_student(data_spec: str, out_dir: str | Path, config: TrainConfig, quan
     student = prepare_qat(teacher, quant)
     return fit(student, data, config, out_dir, model_meta=dict(t_meta), teacher=teacher, teacher_meta=teacher_info,
                quant=quant, quant_plan=plan.describe(), resume=resume, force=force, progress=progress,
-               dist_info=dist_info, log=log)
+               dist_info=dist_info, log=log, options=options)
 
 
 def _check_data_fits(data_meta: dict[str, Any], model: dict[str, Any], spec: str, teacher: str, *,

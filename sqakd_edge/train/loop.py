@@ -193,6 +193,7 @@ def _fit(
     progress: bool = True,
     dist_info: DistInfo | None = None,
     log: Callable[[str], None] = print,
+    options: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``student`` (a float model for ``method="fp"``, else a fake-quant student) and checkpoint it.
 
@@ -211,6 +212,8 @@ def _fit(
         progress: show a progress bar.
         dist_info: the torchrun process group (None: one process).
         log: where one-line messages go.
+        options: the resolved CLI options by command (``{"train": {...}}``), recorded in ``summary.json`` so
+            ``--config summary.json`` repeats the run.
 
     Returns:
         A :class:`FitResult`.
@@ -317,6 +320,8 @@ def _fit(
                    "quant": to_dict(quant) if quant is not None else None, "model": model_meta}
         if quant_plan is not None:
             summary["layers"] = quant_plan
+        if options is not None:
+            summary["options"] = options
         write_summary(out, summary)
     return FitResult(out, best_path, last_path, state.history, state.best, seconds)
 

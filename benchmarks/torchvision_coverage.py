@@ -215,8 +215,9 @@ def _check_bits(name: str, bits: int, teacher: nn.Module, task: Any, samples: in
             with tempfile.TemporaryDirectory() as tmp:
                 config = ExportConfig(target=target, input_shape=(1, 3, size, size), parity_samples=samples,
                                       fp32_parity_samples=8, fail_on_parity_miss=False, threads=1)
-                inputs = ExportInputs(meta, student=student, float_model=teacher, quant=quant)
-                result = export_model(inputs, Path(tmp) / "export", config, parity_data=pdata, log=lambda _m: None)
+                to_export = ExportInputs(meta, student=student, float_model=teacher, quant=quant)
+                result = export_model(to_export, Path(tmp) / "export", config, parity_data=pdata,
+                                      log=lambda _m: None)
                 vs_f64 = _graph_vs_float64(Path(tmp) / "export" / "model.int8.onnx", inputs,
                                            row["float64"]["top1_float64"])
             parity = result.manifest["parity"]["int8"]

@@ -241,6 +241,60 @@ class ExportConfig:
                 raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
 
+@dataclass(frozen=True)
+class Target:
+    """What an export target asks of the INT8 graph: the rules export, parity and the linter apply.
+
+    Args:
+        name: ``tensorrt`` or ``onnxruntime``.
+        signed_only: int8 Q/DQ only (TensorRT); else uint8 activations where the grid is unsigned.
+        unsigned_qmax: the top of a re-quantized unsigned activation grid (127 in int8, 255 in uint8).
+        clip_in_float: keep an out-of-grid clip as a float Clip before the Q (TensorRT); else the integer
+            grid's own saturation does it (ONNX Runtime fuses Q/DQ through it).
+        drop_redundant_clips: remove Clips the Q's saturation already does (ONNX Runtime: a Clip between a
+            conv and its Q stops the QLinearConv fusion).
+        residual_qdq: ``--residual-qdq`` (Q/DQ on residual skips so Adds fuse) applies.
+        parity_disabled_passes: ONNX Runtime passes the parity "on" run leaves out, so that it stands for this
+            target's runtime (TensorRT keeps conv biases in float: no int32 bias rounding).
+        diagnose_bias_rounding: on an "on" miss, run again without ORT's bias rounding to say if that is why.
+        fp16_graph: also write ``model.fp16.onnx`` (TensorRT 11 builds FP16 engines from it only).
+        lint_all_rules: the linter's full TensorRT profile; else only what matters to ONNX Runtime.
+    """
+
+    name: str
+    signed_only: bool
+    unsigned_qmax: int
+    clip_in_float: bool
+    drop_redundant_clips: bool
+    residual_qdq: bool
+    parity_disabled_passes: tuple[str, ...]
+    diagnose_bias_rounding: bool
+    fp16_graph: bool
+    lint_all_rules: bool
+
+
+TARGET_RULES = {
+    "tensorrt": Target("tensorrt", signed_only=True, unsigned_qmax=127, clip_in_float=True,
+                       drop_redundant_clips=False, residual_qdq=True,
+                       parity_disabled_passes=("WeightBiasQuantization",), diagnose_bias_rounding=False,
+                       fp16_graph=True, lint_all_rules=True),
+    "onnxruntime": Target("onnxruntime", signed_only=False, unsigned_qmax=255, clip_in_float=False,
+                          drop_redundant_clips=True, residual_qdq=False, parity_disabled_passes=(),
+                          diagnose_bias_rounding=True, fp16_graph=False, lint_all_rules=False),
+}
+assert tuple(TARGET_RULES) == TARGETS
+
+
+def target_rules(name: str) -> Target:
+    """The rules of export target ``name``.
+
+    Raises:
+        ConfigError: an unknown target (the message lists the known ones).
+    """
+    _one_of("target", name, TARGETS)
+    return TARGET_RULES[name]
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from .. import __version__
 from ..atomic import atomic_write_text
-from ..config import ExportConfig, InputContract, QuantConfig, to_dict
+from ..config import ExportConfig, InputContract, QuantConfig, target_rules, to_dict
 from ..errors import CheckpointError, ConfigError, ExportError, first_line
 from ..hashing import file_sha256 as _sha256  # a module global: tests inject a write failure here
 from ..manifest import FP16_FILE, FP32_FILE, GRAPHS, INT8_FILE, MANIFEST_FILE, InputSpec, Manifest
@@ -261,7 +261,7 @@ def _pipeline(inputs: ExportInputs, out: Path, config: ExportConfig, data: str |
         results.append(int8_graph(student, config, example, pdata, thresholds, inputs.quant, lap, log))
     fp32 = fp32_graph(float_model, float_source, config, example, pdata, thresholds, lap)
     results.insert(0, fp32)
-    if config.target == "tensorrt":
+    if target_rules(config.target).fp16_graph:
         fp16 = fp16_graph(float_model, float_source, config, example, fp32, pdata, log)
         if fp16 is not None:
             results.insert(1, fp16)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ExportConfig, QuantConfig
+from ..config import TARGET_RULES, ExportConfig, QuantConfig, target_rules
 from ..errors import ExportError, first_line
 from ..manifest import FP16_FILE, FP32_FILE, INT8_FILE
 from .inputs import ParityData
@@ -67,11 +67,12 @@ def _without_bias_rounding(data: bytes, inputs: np.ndarray, reference: np.ndarra
     kernels; low-bit students can sit close enough to rounding ties for that to flip decisions. If
     leaving out that one pass restores agreement, the miss is that rounding (TensorRT keeps float biases).
     """
-    from .parity import TENSORRT_DISABLED_OPTIMIZERS, compare, run, session
+    from .parity import compare, run, session
 
-    sess = session(data, "on", disabled_optimizers=TENSORRT_DISABLED_OPTIMIZERS, threads=threads)
+    passes = TARGET_RULES["tensorrt"].parity_disabled_passes  # ORT's "on" run as it stands for TensorRT
+    sess = session(data, "on", disabled_optimizers=passes, threads=threads)
     stats = compare(reference, run(sess, inputs))
-    return {"top1_agreement": stats["top1_agreement"], "ort_disabled_optimizers": list(TENSORRT_DISABLED_OPTIMIZERS)}
+    return {"top1_agreement": stats["top1_agreement"], "ort_disabled_optimizers": list(passes)}
 
 
 def bias_rounding_note(parity: dict[str, Any]) -> str | None:
@@ -95,11 +96,12 @@ def int8_graph(student: nn.Module, config: ExportConfig, example: torch.Tensor, 
     from .lint import lint_model, summarize
     from .lower import insert_skip_observers, lower
     from .onnx_io import check_model, to_onnx
-    from .parity import TENSORRT_DISABLED_OPTIMIZERS, graph_parity, summary_line
+    from .parity import graph_parity, summary_line
 
     folded = fold_batchnorm(student)
     traced = trace(student)
-    observers = insert_skip_observers(traced) if config.residual_qdq and config.target == "tensorrt" else {}
+    rules = target_rules(config.target)
+    observers = insert_skip_observers(traced) if config.residual_qdq and rules.residual_qdq else {}
     lap("fold_trace")
     reference = _batched(traced.eval(), pdata.inputs)  # the student's own computation; also calibrates skips
     lap("int8_reference")
@@ -115,10 +117,10 @@ def int8_graph(student: nn.Module, config: ExportConfig, example: torch.Tensor, 
     lap("int8_lower_export_check_lint")
     step = lowered.output_step.numpy() if lowered.output_step is not None else None
     labels = pdata.labels.numpy() if pdata.labels is not None else None
-    disabled = TENSORRT_DISABLED_OPTIMIZERS if config.target == "tensorrt" else ()
+    disabled = rules.parity_disabled_passes
     parity = graph_parity(data, pdata.inputs.numpy(), reference.numpy(), thresholds, step=step, inspect_kernels=True,
                           disabled_optimizers=disabled, threads=config.threads, labels=labels)
-    if config.target == "onnxruntime" and parity["off"]["passed"] and not parity["on"]["passed"]:
+    if rules.diagnose_bias_rounding and parity["off"]["passed"] and not parity["on"]["passed"]:
         parity["on"]["without_bias_rounding"] = _without_bias_rounding(data, pdata.inputs.numpy(),
                                                                        reference.numpy(), config.threads)
     lap("int8_parity")

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import TARGETS
+from ..config import TARGETS, target_rules
 from ..errors import ExportError, first_line, require
 
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -228,7 +228,7 @@ def lint_model(model: Any, target: str = "tensorrt", max_opset: int | None = Non
     """
     if target not in TARGETS:
         raise ExportError(f"unknown lint target {target!r}; choose one of: {', '.join(TARGETS)}")
-    trt = target == "tensorrt"
+    trt = target_rules(target).lint_all_rules
     g = _Graph(model)
     findings: list[Finding] = []
 

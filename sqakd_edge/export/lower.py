@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ..config import target_rules
 from ..errors import ExportError
 from ..graph import is_nonnegative, residual_skips, set_submodule
 from ..quant.quantizers import Quantizer
@@ -310,10 +311,11 @@ def lower(folded: FoldedModel, target: str, *, allow_requantize: bool = False,
     plans = plan_layers(layers, target, nonneg_inputs=nonneg, allow_requantize=allow_requantize)  # type: ignore[arg-type]
     extra = lower_standalone_quantizers(gm, target, allow_requantize=allow_requantize)
     share_qdq_upstream(gm, plans)
-    if target == "onnxruntime":
+    rules = target_rules(target)
+    if rules.drop_redundant_clips:
         drop_redundant_clips(gm, plans)
     skips: dict[str, ActQDQ] = {}
-    if skip_amax is not None and target == "tensorrt":
+    if skip_amax is not None and rules.residual_qdq:
         for add_name, obs in insert_skip_observers(gm).items():
             obs.spec = skips[add_name] = skip_spec(skip_amax.get(add_name, 0.0))
     on_grid = inputs_on_grid(gm, plans)

@@ -23,9 +23,8 @@ from ..ort_session import count_layer_ops, cpu_session
 
 LEVELS = {level: ORT_LEVELS[level] for level in ("off", "on")}  # the two runs of a parity check
 # ORT's optimiser rounds a float conv bias onto the int32 grid (input scale x weight scale) so it can fuse
-# QLinearConv; TensorRT keeps biases in float. For TensorRT graphs the "on" run leaves that one pass out,
-# so it stands in for TensorRT instead of reporting ORT's own rounding.
-TENSORRT_DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
+# QLinearConv; TensorRT keeps biases in float. For TensorRT graphs the "on" run leaves that one pass out
+# (config.TARGET_RULES: parity_disabled_passes), so it stands in for TensorRT instead of ORT's own rounding.
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..config import TARGETS
+from ..config import TARGETS, target_rules
 from ..errors import ExportError
 from ..quant.grid import NotDeployable
 from ..quant.quantizers import Quantizer
@@ -101,6 +101,7 @@ def plan_activation(quantizer: Quantizer, name: str, target: str, *, nonneg: boo
     Raises:
         GridMiss: the grid does not fit and ``allow_requantize`` is False.
     """
+    rules = target_rules(target)
     notes: list[str] = []
     float_range: tuple[float, float] | None = None
     try:
@@ -114,7 +115,7 @@ def plan_activation(quantizer: Quantizer, name: str, target: str, *, nonneg: boo
         lo, hi = rng
         float_range, trained = rng, None
         if lo >= 0:
-            qmin, qmax = 0, 127 if target == "tensorrt" else 255
+            qmin, qmax = 0, rules.unsigned_qmax
             scale = hi / qmax
         else:
             qmin, qmax = -127, 127
@@ -124,7 +125,7 @@ def plan_activation(quantizer: Quantizer, name: str, target: str, *, nonneg: boo
     if not (scale > 0 and scale < float("inf")):
         raise ExportError(f"layer {name}: input scale {scale} is not a positive finite number; the "
                           "quantizer's state is broken (retrain or re-initialise it)")
-    if target == "tensorrt":
+    if rules.signed_only:
         dtype = "int8"
         if qmax > 127 or qmin < -128:
             reason = (f"input grid [{qmin}, {qmax}] (unsigned 8-bit) does not fit TensorRT's signed int8 [-128, 127]"
@@ -142,7 +143,7 @@ def plan_activation(quantizer: Quantizer, name: str, target: str, *, nonneg: boo
     clip: tuple[float, float] | None = None
     int_clip = False
     if _clip_needed(dtype, qmin, qmax, nonneg):
-        if target == "tensorrt":
+        if rules.clip_in_float:
             clip = (qmin * scale, qmax * scale)
         else:
             int_clip = True

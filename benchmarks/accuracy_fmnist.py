@@ -31,11 +31,11 @@ import torch
 from torch.utils.data import Subset
 
 from sqakd_edge.atomic import atomic_write_text
+from sqakd_edge.checkpoint import model_meta
 from sqakd_edge.config import QuantConfig, TrainConfig, to_dict
 from sqakd_edge.data import open_dataset
 from sqakd_edge.quant import prepare_qat
 from sqakd_edge.train import build_model_from_checkpoint, evaluate, fit, get_recipe, load_checkpoint
-from sqakd_edge.train.checkpoint import model_meta
 from sqakd_edge.train.loop import RunData, split_held_out
 
 METHODS = ("ce", "sqakd")

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
+from sqakd_edge.checkpoint import FORMAT, VERSION, model_meta, save_checkpoint
 from sqakd_edge.config import QuantConfig, TrainConfig, to_dict
 from sqakd_edge.export.api import ExportConfig, export_checkpoint
 from sqakd_edge.models import create_model
 from sqakd_edge.quant import prepare_qat
-from sqakd_edge.train.checkpoint import FORMAT, VERSION, model_meta, save_checkpoint
 
 MODELS = {"resnet18": (200, 3, 64), "resnet20": (10, 3, 32)}  # name -> classes, channels, size
 

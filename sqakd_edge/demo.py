@@ -57,8 +57,8 @@ def run_demo(out_dir: str | Path, *, data: str = "embedded", model: str = "resne
     Returns:
         A :class:`DemoResult`.
     """
+    from .checkpoint import build_model_from_checkpoint
     from .train import load_checkpoint, train_student, train_teacher
-    from .train.checkpoint import build_model_from_checkpoint
 
     out = Path(out_dir)
     quant = quant or QuantConfig(quantizer="lsq", backward="ste", wbits=4, abits=4)

@@ -116,7 +116,7 @@ def test_console_entry_point_error_has_no_traceback(tmp_path):
 
 
 def test_residual_bits_and_amp_flags_reach_the_checkpoint(fmnist, teacher, tmp_path):
-    from sqakd_edge.train.checkpoint import build_model_from_checkpoint, load_checkpoint
+    from sqakd_edge.checkpoint import build_model_from_checkpoint, load_checkpoint
 
     out = tmp_path / "paper"
     r = run("train", "--teacher", teacher, "--data", fmnist, "--out", out, "--residual-bits", "0", "--no-amp",

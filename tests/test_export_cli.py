@@ -14,11 +14,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from sqakd_edge.checkpoint import FORMAT, VERSION, model_meta, save_checkpoint
 from sqakd_edge.cli import main
 from sqakd_edge.config import QuantConfig, TrainConfig, to_dict
 from sqakd_edge.models import create_model
 from sqakd_edge.quant import prepare_qat
-from sqakd_edge.train.checkpoint import FORMAT, VERSION, model_meta, save_checkpoint
 
 SIZE = 16
 

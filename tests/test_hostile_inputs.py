@@ -41,10 +41,10 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from sqakd_edge.checkpoint import FORMAT, VERSION, model_meta, save_checkpoint
 from sqakd_edge.config import TrainConfig, to_dict
 from sqakd_edge.data import open_dataset
 from sqakd_edge.models import create_model
-from sqakd_edge.train.checkpoint import FORMAT, VERSION, model_meta, save_checkpoint
 
 from .bench_fixtures import cached_export, copy_export
 from .cli_helpers import one_line_error, run

@@ -1,4 +1,4 @@
-"""The package's shape, guarded: which subpackage may import which.
+"""The package's shape, guarded: which subpackage may import which, and how long a module may grow.
 
 The table follows the module table of ``../shared/DESIGN.md``: ground-floor modules import nothing of the
 package but ``errors``; quantization never reaches export, training or the bench; export never the bench;
@@ -28,11 +28,14 @@ MODULE_LEVEL = {
     "ort_session": {"errors"},
     "manifest": {"errors"},
     "graph": {"errors"},
+    "checkpoint": {"atomic", "config", "errors", "hashing", "safeload"},
     "models": {"config", "errors", "safeload", "graph"},
     "data": {"config", "errors"},
     "quant": {"config", "errors", "graph"},
-    "train": {"config", "errors", "hashing", "atomic", "stale", "safeload", "graph", "models", "data", "quant"},
-    "export": {"config", "errors", "hashing", "atomic", "stale", "graph", "ort_session", "manifest", "models", "quant"},
+    "train": {"config", "errors", "hashing", "atomic", "stale", "safeload", "graph", "models", "data", "quant",
+              "checkpoint"},
+    "export": {"config", "errors", "hashing", "atomic", "stale", "graph", "ort_session", "manifest", "models", "quant",
+               "checkpoint"},
     "bench": {"config", "errors", "hashing", "atomic", "ort_session", "manifest"},
     "engine": {"errors"},
 }
@@ -40,9 +43,10 @@ MODULE_LEVEL = {
 NEVER = {
     **{unit: {"models", "data", "quant", "train", "export", "bench", "engine", "cli", "demo", "api"} - {"graph"}
        for unit in GROUND},
-    "models": {"data", "quant", "train", "export", "bench", "engine", "cli", "demo", "api"},
+    "checkpoint": {"data", "train", "export", "bench", "engine", "cli", "demo", "api"},
+    "models": {"data", "quant", "train", "export", "bench", "engine", "cli", "demo", "api", "checkpoint"},
     "data": {"models", "quant", "train", "export", "bench", "engine", "cli", "demo", "api"},
-    "quant": {"data", "train", "export", "bench", "engine", "cli", "demo", "api"},
+    "quant": {"data", "train", "export", "bench", "engine", "cli", "demo", "api", "checkpoint"},
     "train": {"export", "bench", "engine", "cli", "demo", "api"},
     "export": {"bench", "engine", "cli", "demo", "api"},
     "bench": {"cli", "demo", "api"},
@@ -55,6 +59,10 @@ HEAVY_AT_IMPORT = {
     **{unit: {"torch", "torchvision", "numpy", "onnx", "onnxruntime", "matplotlib", "click"}
        for unit in GROUND - {"graph"}},
 }
+
+
+MAX_LINES = 450
+SIZE_REASON = "Size:"  # a module above MAX_LINES says why in its docstring, in a paragraph starting so
 
 
 def _modules() -> list[Path]:
@@ -123,6 +131,17 @@ def test_every_unit_is_in_the_table():
     """A new subpackage or module gets its row in the table (and in DESIGN.md) when it is added."""
     units = {_unit(p) for p in _modules()} - {"__init__", "__main__", "cli", "cli_options", "api", "demo"}
     assert units <= set(MODULE_LEVEL), sorted(units - set(MODULE_LEVEL))
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_a_long_module_says_why(path):
+    lines = path.read_text().count("\n")
+    if lines <= MAX_LINES:
+        return
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    assert any(paragraph.startswith(SIZE_REASON) for paragraph in doc.split("\n\n")), (
+        f"{path.relative_to(PACKAGE.parent)} has {lines} lines (> {MAX_LINES}): split it, or say why it is one "
+        f"module in a docstring paragraph starting {SIZE_REASON!r}")
 
 
 def test_the_layering_test_sees_a_forbidden_import(tmp_path):

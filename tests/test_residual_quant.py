@@ -7,13 +7,13 @@ import pickle
 import pytest
 import torch
 
+from sqakd_edge.checkpoint import build_model_from_checkpoint, quant_config_of
 from sqakd_edge.config import QuantConfig, to_dict
 from sqakd_edge.errors import ConfigError
 from sqakd_edge.models import create_model
 from sqakd_edge.quant import prepare_qat, to_float
 from sqakd_edge.quant.quantizers import LSQActivation, PACTActivation, Quantizer
 from sqakd_edge.quant.residual import ResidualBranch
-from sqakd_edge.train.checkpoint import build_model_from_checkpoint, quant_config_of
 
 
 def _branches(model):

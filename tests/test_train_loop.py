@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from sqakd_edge.checkpoint import build_model_from_checkpoint, load_checkpoint
 from sqakd_edge.config import QuantConfig, TrainConfig
 from sqakd_edge.errors import CheckpointError, ConfigError, DataError, TrainingError
 from sqakd_edge.quant import iter_quantizers, prepare_qat
-from sqakd_edge.train.checkpoint import build_model_from_checkpoint, load_checkpoint
 from sqakd_edge.train.ewgs import update_ewgs_deltas
 from sqakd_edge.train.loop import RunData, fit, split_held_out
 from sqakd_edge.train.loss import kd_loss
@@ -254,7 +254,7 @@ def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last_good_one(t
                                                                                 monkeypatch):
     import errno
 
-    import sqakd_edge.train.checkpoint as checkpoint
+    import sqakd_edge.checkpoint as checkpoint
 
     real_save, calls = torch.save, {"n": 0}
 

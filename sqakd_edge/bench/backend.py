@@ -141,7 +141,7 @@ class LocalBackend:
 
     Args:
         model_loader: turns the checkpoint path into a loader of the eager model; default
-            :func:`~sqakd_edge.bench.runners.checkpoint_loader` (needs ``sqakd_edge.train.checkpoint``).
+            :func:`~sqakd_edge.bench.runners.checkpoint_loader` (needs ``sqakd_edge.checkpoint``).
     """
 
     name = "local"

@@ -235,12 +235,12 @@ def checkpoint_loader(path: Path) -> Callable[[], Any]:
         path: the checkpoint file.
 
     Returns:
-        A function that loads it with ``sqakd_edge.train.checkpoint`` (imported only when called).
+        A function that loads it with ``sqakd_edge.checkpoint`` (imported only when called).
     """
 
     def load() -> Any:
+        from ..checkpoint import build_model_from_checkpoint, load_checkpoint
         from ..quant import to_float
-        from ..train.checkpoint import build_model_from_checkpoint, load_checkpoint
 
         return to_float(build_model_from_checkpoint(load_checkpoint(path))).eval()
 

@@ -409,8 +409,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, config: Expor
     Example:
         >>> export_checkpoint("runs/w4a4/best.pt", "runs/w4a4/export", ExportConfig(target="tensorrt"))
     """
+    from ..checkpoint import build_model_from_checkpoint, file_sha256, load_checkpoint, quant_config_of
     from ..models.resolve import contract_of
-    from ..train.checkpoint import build_model_from_checkpoint, file_sha256, load_checkpoint, quant_config_of
 
     path = Path(checkpoint)
     _refuse_out_holding_inputs(Path(out_dir), [path, *([Path(teacher)] if teacher is not None else [])])

@@ -37,6 +37,9 @@ Rules (id: severity under ``tensorrt`` / under ``onnxruntime``):
   Add into the quantized conv: warning / -.
 - ``concat-scales``: Concat inputs dequantized with different scales: warning / -.
 - ``partial-qdq``: a Conv/Gemm with a quantized input but a float weight, or the reverse: warning / -.
+
+Size: the module is the catalogue of rules: each rule's check sits next to the graph walk it needs, and the
+rule table above is its index. Splitting rules across files would scatter one vocabulary of findings.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Training: the SQAKD loss, the loop (``fit``/``evaluate``), checkpoints, recipes and EWGS updates."""
 
+from ..checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
 from .api import open_run_data, train_student, train_teacher
-from .checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
 from .loop import FitResult, RunData, evaluate, fit
 from .loss import kd_loss, training_loss
 from .recipes import get_recipe, list_recipes

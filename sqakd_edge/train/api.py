@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
+from ..checkpoint import build_model_from_checkpoint, check_checkpoint, file_sha256, is_checkpoint
 from ..config import InputContract, QuantConfig, TrainConfig
 from ..errors import ConfigError, DataError, first_line
 from ..models.resolve import ContractRequest, ResolvedModel, contract_of, resolve_model
-from .checkpoint import build_model_from_checkpoint, check_checkpoint, file_sha256, is_checkpoint
 from .distributed import DistInfo
 from .loop import FitResult, RunData, fit, split_held_out
 

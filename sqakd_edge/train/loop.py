@@ -22,10 +22,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from .. import __version__
+from ..checkpoint import FORMAT, VERSION, save_checkpoint
 from ..config import QuantConfig, TrainConfig, to_dict
 from ..errors import ConfigError, DataError, TrainingError, first_line
 from ..quant import initialize_quantizers
-from .checkpoint import FORMAT, VERSION, save_checkpoint
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, device_for, gather_objects
 from .loss import training_loss
 from .resume import LoopState, resume_run

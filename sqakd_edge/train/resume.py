@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checkpoint import load_checkpoint
 from ..config import TrainConfig, from_dict, to_dict
 from ..errors import ConfigError
-from .checkpoint import load_checkpoint
 from .distributed import DistInfo
 
 

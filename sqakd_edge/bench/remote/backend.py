@@ -106,8 +106,8 @@ def _local_references(job: Any, inputs: np.ndarray) -> dict[str, np.ndarray]:
     try:
         import torch
 
+        from ...checkpoint import build_model_from_checkpoint, file_sha256, load_checkpoint
         from ...quant import to_float
-        from ...train.checkpoint import build_model_from_checkpoint, file_sha256, load_checkpoint
     except ImportError:
         return refs
 

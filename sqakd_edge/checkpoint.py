@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import atomic_write
-from ..config import QuantConfig, from_dict
-from ..errors import CheckpointError, ConfigError, first_line
-from ..hashing import file_sha256  # noqa: F401 -- re-exported: train and export record teacher hashes
-from ..safeload import read_torch_file
+from .atomic import atomic_write
+from .config import QuantConfig, from_dict
+from .errors import CheckpointError, ConfigError, first_line
+from .hashing import file_sha256  # noqa: F401 -- re-exported: train and export record teacher hashes
+from .safeload import read_torch_file
 
 FORMAT = "sqakd-edge-checkpoint"
 VERSION = 1
@@ -106,8 +106,8 @@ def build_model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
         CheckpointError: when the weights do not fit the architecture the checkpoint names, or its builder
             cannot be found any more.
     """
-    from ..models.resolve import rebuild_model
-    from ..quant import prepare_qat
+    from .models.resolve import rebuild_model
+    from .quant import prepare_qat
 
     meta = ckpt["model"]
     model = rebuild_model(meta)

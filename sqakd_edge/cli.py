@@ -25,7 +25,7 @@ from .cli_options import (
     config_option,
     resolved_options,
 )
-from .config import TARGETS
+from .config import METHODS, PRECISIONS, TARGETS
 from .errors import ConfigError, SqakdEdgeError
 
 
@@ -129,7 +129,7 @@ def _contract_request(input_size: str | None, in_channels: int | None, num_class
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (checkpoints, metrics).")
 @click.option("--model", help=_MODEL_HELP + " [default for --fp: resnet20]")
 @CONTRACT
-@click.option("--method", type=click.Choice(["sqakd", "ce", "ce+kd"]), default="sqakd", show_default=True,
+@click.option("--method", type=click.Choice([m for m in METHODS if m != "fp"]), default="sqakd", show_default=True,
               help="Student loss: sqakd (no labels), ce (labels), ce+kd (both).")
 @QUANT_CORE
 @QUANT_LAYOUT
@@ -345,7 +345,7 @@ def check(model: str, target: str) -> None:
 
 @main.command("build")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp16", show_default=True,
               help="int8 needs the QDQ graph (model.int8.onnx) and a GPU with fast INT8 (not the Jetson Nano).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="engine file.  [default: MODEL with suffix .PRECISION.engine]")

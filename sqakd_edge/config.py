@@ -22,12 +22,19 @@ METHODS = ("fp", "sqakd", "ce", "ce+kd")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "constant")
 TARGETS = ("tensorrt", "onnxruntime")  # what an INT8 graph's Q/DQ are written for
+PRECISIONS = ("fp32", "fp16", "int8")  # engine and graph precisions
 MIN_OPSET, MAX_OPSET = 13, 20  # per-channel Q/DQ needs 13, the highest TensorRT 8.2 (Jetson Nano) reads
 
 
 def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
+
+
+def check_fraction(name: str, value: float) -> None:
+    """A share or agreement threshold in [0, 1] (finite); the one check every config uses."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must lie in [0, 1], got {value!r}")
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -170,8 +177,7 @@ class TrainConfig:
             _positive(name, getattr(self, name), allow_zero=True)
         for name in ("kd_weight", "val_fraction"):
             _positive(name, getattr(self, name), allow_zero=True)
-        if not 0.0 <= self.kd_weight <= 1.0:
-            raise ConfigError(f"kd_weight must lie in [0, 1], got {self.kd_weight}")
+        check_fraction("kd_weight", self.kd_weight)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
 
@@ -237,8 +243,7 @@ class ExportConfig:
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0: the libraries' defaults), got {self.threads}")
         for name in ("min_top1_off", "min_top1_on"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+            check_fraction(name, getattr(self, name))
 
 
 @dataclass(frozen=True)

@@ -215,14 +215,15 @@ def test_bad_shapes_and_output_folders(ckpts, tmp_path):
 
 
 def test_failure_while_writing_leaves_nothing(ckpts, tmp_path, monkeypatch):
-    import sqakd_edge.export.api as api
+    """A full disk while the manifest is flushed (the real write path fails): one line, nothing left."""
+    import sqakd_edge.atomic as atomic
 
-    def broken(path: Path) -> str:
+    def disk_full(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(api, "_sha256", broken)
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)
     res = invoke("export", ckpts["w4a4"], "--int8", "--out", tmp_path / "out", "--parity-samples", 8)
-    assert res.exit_code != 0
+    assert "No space left on device" in one_line_error(res) and "nothing was written" in res.stderr
     assert not (tmp_path / "out").exists()
     no_leftovers(tmp_path)
 

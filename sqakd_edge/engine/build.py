@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import PRECISIONS
 from ..errors import ConfigError, EngineError, first_line, require
 
-PRECISIONS = ("fp32", "fp16", "int8")
 TENSORRT_HINT = ("pip install tensorrt on an x86 machine with an NVIDIA GPU (from NVIDIA's package index); "
                  "on a Jetson, TensorRT's Python bindings come with JetPack")
 

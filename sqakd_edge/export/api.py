@@ -27,7 +27,7 @@ from .. import __version__
 from ..atomic import atomic_write_text
 from ..config import ExportConfig, InputContract, QuantConfig, target_rules, to_dict
 from ..errors import CheckpointError, ConfigError, ExportError, first_line
-from ..hashing import file_sha256 as _sha256  # a module global: tests inject a write failure here
+from ..hashing import file_sha256
 from ..manifest import FP16_FILE, FP32_FILE, GRAPHS, INT8_FILE, MANIFEST_FILE, InputSpec, Manifest
 from .graphs import GraphResult, bias_rounding_note  # noqa: F401  (bias_rounding_note: the demo's summary)
 from .inputs import ParityData
@@ -355,10 +355,14 @@ def _write(out: Path, parent: Path, results: list[GraphResult], manifest: Manife
         for r in results:
             path = tmp / r.entry["file"]
             path.write_bytes(r.data)
-            r.entry.update({"sha256": _sha256(path), "bytes": len(r.data)})
+            r.entry.update({"sha256": file_sha256(path), "bytes": len(r.data)})
         document = manifest.to_dict()
         atomic_write_text(tmp / MANIFEST_FILE, _json(document))
         _commit(tmp, out)
+    except OSError as exc:  # a full disk, a quota: one line; the old export (if any) is untouched
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(f"cannot write the export next to {out} ({exc.strerror or exc}); nothing was written "
+                          "and an earlier export there is kept: free space and run it again") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -409,7 +413,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, config: Expor
     Example:
         >>> export_checkpoint("runs/w4a4/best.pt", "runs/w4a4/export", ExportConfig(target="tensorrt"))
     """
-    from ..checkpoint import build_model_from_checkpoint, file_sha256, load_checkpoint, quant_config_of
+    from ..checkpoint import build_model_from_checkpoint, load_checkpoint, quant_config_of
     from ..models.resolve import contract_of
 
     path = Path(checkpoint)

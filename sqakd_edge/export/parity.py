@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, require
+from ..config import check_fraction
+from ..errors import require
 from ..ort_session import LEVELS as ORT_LEVELS
 from ..ort_session import count_layer_ops, cpu_session
 
@@ -41,9 +42,7 @@ class ParityThresholds:
 
     def __post_init__(self) -> None:
         for name in ("min_top1_off", "min_top1_on"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must lie in [0, 1], got {value}")
+            check_fraction(name, getattr(self, name))
 
     def for_level(self, level: str) -> float:
         """The threshold of ``off`` or ``on``."""

@@ -48,6 +48,18 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
     return path
 
 
+def make_writable_dir(path: str | os.PathLike[str]) -> None:
+    """Create ``path`` (and its parents) and write a probe file into it now, before long work would fail there.
+
+    Raises:
+        OSError: a read-only mount, a file in the path, a missing permission (callers say it in one line).
+    """
+    Path(path).mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=path)
+    os.close(fd)
+    os.unlink(probe)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda handle: handle.write(data))

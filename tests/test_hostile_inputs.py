@@ -540,6 +540,7 @@ def test_a_read_only_out_is_refused_before_training(tmp_path, monkeypatch):
     """As root a chmod does not stop writes, so the read-only mount is injected where the probe writes."""
     import errno
 
+    from sqakd_edge import atomic
     from sqakd_edge.errors import ConfigError
     from sqakd_edge.train import run_dir
     from sqakd_edge.train.distributed import DistInfo
@@ -547,6 +548,6 @@ def test_a_read_only_out_is_refused_before_training(tmp_path, monkeypatch):
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(run_dir.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", read_only)  # the write probe of the one atomic module
     with pytest.raises(ConfigError, match=r"cannot write the run to --out .*/run \(Read-only file system\); choose"):
         run_dir.prepare_run_dir(tmp_path / "run", resume=False, force=False, info=DistInfo())

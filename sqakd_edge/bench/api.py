@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_json, atomic_write_text
+from ..atomic import atomic_write_json, atomic_write_text, make_writable_dir
 from ..errors import ConfigError
 from .backend import Backend, BenchJob, LocalBackend
 from .environment import collect_environment
@@ -158,10 +157,7 @@ def _results_dir(given: Path | None, default: Path) -> Path:
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file; give a folder for results.json, report.md and latency.png")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=out_dir)
-        os.close(fd)
-        os.unlink(probe)
+        make_writable_dir(out_dir)
     except OSError as exc:
         raise ConfigError(f"cannot write the results to {out_dir} ({exc.strerror or exc}); pass --out in a writable "
                           "folder") from None

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write, atomic_write_text
+from ..atomic import atomic_write, atomic_write_text, make_writable_dir
 from ..errors import ConfigError
 from ..stale import remove_stale, restore_set_aside
 from .distributed import DistInfo
@@ -49,10 +49,7 @@ def _check_writable(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file; pass a folder for the run")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=out_dir)
-        os.close(fd)
-        os.unlink(probe)
+        make_writable_dir(out_dir)
     except OSError as exc:
         raise ConfigError(f"cannot write the run to --out {out_dir} ({exc.strerror or exc}); choose a writable "
                           "folder") from None

@@ -56,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--teacher-subset", type=int, default=30000, help="training images for the teacher (0: all)")
     p.add_argument("--student-epochs", type=int, default=2)
     p.add_argument("--student-subset", type=int, default=16000, help="training images for each student (0: all)")
+    p.add_argument("--first-last-bits", type=int, default=0,
+                   help="quantize the first and last layer at this many bits (8: the all-integer ONNX Runtime "
+                        "graph); 0: keep them float (paper)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--quant-lr", type=float, default=None, help="override the recipe's quantizer lr")
     p.add_argument("--lr", type=float, default=None, help="override the recipe's student lr")
@@ -185,7 +188,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"- Data: full Fashion-MNIST from `{s['data']}` (60k train / 10k test, 28x28 grayscale); accuracy on the "
         "10k test images. Augmentation: random crop (2 px zero padding) + horizontal flip.",
         f"- Model: `{s['model']}` (the paper's CIFAR ResNet-20, 1 input channel); quantizer `{s['quantizer']}` "
-        f"with `{s['backward']}` backward, per-channel weights, first and last layer float (paper), deployable "
+        f"with `{s['backward']}` backward, per-channel weights, "
+        + (f"first and last layer at {s['first_last_bits']} bits, " if s.get("first_last_bits")
+           else "first and last layer float (paper), ")
+        + "deployable "
         "(INT8-exportable) grids.",
         f"- Teacher: float, {s['teacher_epochs']} epochs on {s['teacher_images']} training images (10 % of them "
         f"held out), recipe `fashion-mnist-fp` ({s['teacher_config_short']}).",
@@ -283,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
                   "bits": args.bits, "seeds": args.seeds, "teacher_epochs": args.teacher_epochs,
                   "student_epochs": args.student_epochs, "teacher_images": args.teacher_subset or 60000,
                   "student_images": args.student_subset or 60000, "teacher_config": to_dict(t_config),
-                  "teacher_config_short": short(t_config)},
+                  "teacher_config_short": short(t_config), "first_last_bits": args.first_last_bits},
         "runs": [], "table": [], "notes": notes,
     }
 
@@ -315,7 +321,8 @@ def main(argv: list[str] | None = None) -> None:
             report["runs"].append(row)
             log(f"{name}: test acc {pct(row['test_acc'])}%")
         for bits in args.bits:
-            quant = QuantConfig(quantizer=args.quantizer, backward=args.backward, wbits=bits, abits=bits)
+            quant = QuantConfig(quantizer=args.quantizer, backward=args.backward, wbits=bits, abits=bits,
+                                keep_first_last_float=not args.first_last_bits, first_last_bits=args.first_last_bits)
             for method in METHODS:
                 config = get_recipe("fashion-mnist").apply(method=method, epochs=args.student_epochs,
                                                            batch_size=args.batch_size, seed=seed, **overrides)

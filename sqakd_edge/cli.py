@@ -192,7 +192,8 @@ def _train(info: Any, p: dict[str, Any]) -> None:
         quant = QuantConfig(quantizer=p["quantizer"], backward=p["backward"], wbits=p["wbits"], abits=p["abits"],
                             weight_granularity="per_tensor" if p["per_tensor"] else "per_channel",
                             act_sign=p["act_sign"], deployable=not p["paper_grids"],
-                            keep_first_last_float=not p["quantize_first_last"], residual_bits=p["residual_bits"],
+                            keep_first_last_float=not (p["quantize_first_last"] or p["first_last_bits"]),
+                            first_last_bits=p["first_last_bits"], residual_bits=p["residual_bits"],
                             share_residual_stream=p["shared_residual_stream"],
                             keep_float=tuple(n for n in p["keep_float"].split(",") if n))
         chosen = get_recipe(p["recipe"] or "demo")

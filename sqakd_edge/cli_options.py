@@ -68,6 +68,9 @@ QUANT_LAYOUT = OptionGroup("quantization layout", [
     _opt("--paper-grids", is_flag=True,
          help="The papers' exact grids (learned affine ranges, 2^8-level weights), not INT8-deployable ones."),
     _opt("--quantize-first-last", is_flag=True, help="Quantize the first and last layers too (paper: float)."),
+    _opt("--first-last-bits", type=click.IntRange(0, 8), default=0, show_default=True,
+         help="Quantize the first and last layers at N bits (implies --quantize-first-last; 0: at --wbits/--abits). "
+              "8 gives an all-integer graph, the fastest on ONNX Runtime."),
     _opt("--residual-bits", type=int, default=8, show_default=True,
          help="Bits of the quantizers on residual Adds (branch and block outputs), so integer runtimes keep every "
               "conv and Add in integers; 0: float Adds (paper)."),

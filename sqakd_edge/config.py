@@ -63,6 +63,10 @@ class QuantConfig:
             start at 0, 8-bit unsigned activations use [0, 127], and weight grids that would need
             9 bits use the narrow symmetric grid. ``False`` gives the papers' exact forms.
         keep_first_last_float: leave the first and last weighted layer in full precision (paper).
+        first_last_bits: when the first and last weighted layer are quantized, their weight and input
+            bits, 1-8; 0: ``wbits``/``abits`` like the other layers. 8 with ``keep_first_last_float=False``
+            gives an all-integer graph (ONNX Runtime then runs every layer in integers, with no layout
+            Transposes around a float stem: ``benchmarks/bench_speed.py``).
         keep_float: further layer names (as in ``model.named_modules()``) kept in full precision.
         ewgs_delta_init: initial EWGS delta.
         ewgs_update_every: iterations between EWGS delta updates (0: once per epoch).
@@ -87,6 +91,7 @@ class QuantConfig:
     act_sign: str = "auto"
     deployable: bool = True
     keep_first_last_float: bool = True
+    first_last_bits: int = 0
     keep_float: tuple[str, ...] = ()
     ewgs_delta_init: float = 1e-3
     ewgs_update_every: int = 0
@@ -102,9 +107,15 @@ class QuantConfig:
             bits = getattr(self, name)
             if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
                 raise ConfigError(f"{name} must be an integer from 1 to 8, got {bits!r}")
-        bits = self.residual_bits
-        if isinstance(bits, bool) or not isinstance(bits, int) or not 0 <= bits <= 8:
-            raise ConfigError(f"residual_bits must be an integer from 0 (off) to 8, got {bits!r}")
+        for name in ("residual_bits", "first_last_bits"):
+            bits = getattr(self, name)
+            if isinstance(bits, bool) or not isinstance(bits, int) or not 0 <= bits <= 8:
+                what = "off" if name == "residual_bits" else "as the other layers"
+                raise ConfigError(f"{name} must be an integer from 0 ({what}) to 8, got {bits!r}")
+        if self.first_last_bits and self.keep_first_last_float:
+            raise ConfigError("first_last_bits sets the bits of a quantized first and last layer, but "
+                              "keep_first_last_float keeps them float; set keep_first_last_float=False "
+                              "(sqakd-edge train: --first-last-bits alone does both)")
         _positive("ewgs_delta_init", self.ewgs_delta_init, allow_zero=True)
         _positive("ewgs_update_every", self.ewgs_update_every, allow_zero=True)
         object.__setattr__(self, "keep_float", tuple(self.keep_float))

@@ -302,3 +302,43 @@ def test_a_shared_residual_stream_is_quantized_once_in_the_graph(target):
     assert _requantizations(to_onnx(lower(fold_batchnorm(separate), target).module, x[:1], 13)) == 8
     with torch.no_grad():  # exact: the lowered graph computes the student's values (up to BN-fold float noise)
         assert torch.allclose(lowered.module(x), shared(x), atol=1e-4)
+
+
+def test_signed_grid_is_uint8_with_zero_point_128_for_onnxruntime_and_its_first_conv_runs_in_integers(tmp_path):
+    """A quantized first layer reads a normalised (signed) input: under the ONNX Runtime target it is stored as
+    uint8 with zero-point 128 (the same values), so ORT fuses that conv into QLinearConv; TensorRT keeps int8."""
+    q = QuantConfig(quantizer="lsq", wbits=4, abits=4, keep_first_last_float=False, first_last_bits=8)
+    s = student(q, seed=1)
+    folded = fold_batchnorm(s)
+    trt = lower(folded, "tensorrt").plans["conv1"].act
+    assert (trt.dtype, trt.zero_point) == ("int8", 0) and trt.qmin < 0
+    lowered = lower(folded, "onnxruntime")
+    ort_act = lowered.plans["conv1"].act
+    assert (ort_act.dtype, ort_act.zero_point) == ("uint8", 128)
+    assert (ort_act.qmin, ort_act.qmax) == (trt.qmin, trt.qmax)  # the grid integers are unchanged
+    assert lowered.plans["conv1"].describe()["input"]["zero_point"] == 128
+    x = torch.randn(8, 1, 10, 10)
+    model = to_onnx(lowered.module, x[:1], 13)
+    with torch.no_grad():
+        want = lowered.module(x).numpy()
+    got = run(session(model.SerializeToString(), "off"), x.numpy())
+    close = np.isclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+    assert close.mean() >= 0.95, f"{(~close).sum()} of {close.size} logits differ"
+    optimized = tmp_path / "opt.onnx"
+    session(model.SerializeToString(), "on", optimized_path=str(optimized))
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(optimized)).graph.node]
+    assert "Conv" not in ops and "FusedConv" not in ops, ops  # every conv, the first included, is integer
+    assert ops.count("QLinearConv") == sum(1 for n in lowered.plans if n != "fc")
+
+
+def test_first_last_bits_quantizes_the_ends_at_their_own_bits():
+    s = student(QuantConfig(quantizer="lsq", wbits=4, abits=4, keep_first_last_float=False, first_last_bits=8))
+    layers = dict(iter_quant_layers(s))
+    assert {layers["conv1"].weight_quantizer.bits, layers["fc"].act_quantizer.bits} == {8}
+    assert {layers["layer1.0.conv1"].weight_quantizer.bits, layers["layer1.0.conv1"].act_quantizer.bits} == {4}
+    with pytest.raises(Exception, match="keep_first_last_float"):
+        QuantConfig(first_last_bits=8)
+    with pytest.raises(Exception, match="first_last_bits must be an integer from 0"):
+        QuantConfig(keep_first_last_float=False, first_last_bits=9)

@@ -215,7 +215,8 @@ def drop_redundant_clips(gm: fx.GraphModule, plans: dict[str, LayerPlan]) -> Non
 
     def redundant(rng: tuple[float, float], act: ActQDQ) -> bool:
         lo, hi = rng
-        return act.dtype == "uint8" and act.float_clip is None and lo <= 0 and hi / act.scale >= act.qmax - 0.49
+        return (act.dtype == "uint8" and act.zero_point == 0 and act.float_clip is None and lo <= 0
+                and hi / act.scale >= act.qmax - 0.49)
 
     for node in list(gm.graph.nodes):
         rng = _clip_range(node, modules)

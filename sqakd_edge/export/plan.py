@@ -1,7 +1,8 @@
 """Grid fit: does each quant layer's integer grid fit the target's integer types, and how is it written?
 
-TensorRT takes symmetric int8 only (zero-point 0, range [-128, 127]). ONNX Runtime also takes uint8 with
-zero-point 0, which holds unsigned (post-ReLU) grids exactly and is what its fast x86 kernels want.
+TensorRT takes symmetric int8 only (zero-point 0, range [-128, 127]). For ONNX Runtime every activation is
+uint8, what its fast x86 kernels want: zero-point 0 holds unsigned (post-ReLU) grids exactly, zero-point
+128 signed ones.
 A student trained at <= 8 bits on a grid that fits exports with identical values: a low-bit grid such as
 [0, 15] is a subset of the 8-bit one, and a Clip keeps its range. A grid that does not fit is refused with
 the layer, the reason and the fix, unless ``allow_requantize`` is set: then it is re-quantized to the
@@ -57,6 +58,7 @@ class LayerPlan:
                        "int8_range": [int(self.weight_int.min()), int(self.weight_int.max())],
                        "granularity": "per_channel", "axis": 0},
             "input": {"grid": list(self.input_grid) if self.input_grid else None, "dtype": self.act.dtype,
+                      "zero_point": self.act.zero_point,
                       "scale": self.act.scale, "int_range": [self.act.qmin, self.act.qmax],
                       "clip": ("float" if self.act.float_clip else "int" if self.act.int_clip
                                and self.act.narrower_than_dtype else None)},
@@ -77,8 +79,8 @@ def _act_range(q: Quantizer) -> tuple[float, float] | None:
     return float(lower.detach()), float(upper.detach())
 
 
-def _clip_needed(dtype: str, qmin: int, qmax: int, nonneg: bool) -> bool:
-    lo, hi = INT_RANGES[dtype]
+def _clip_needed(dtype: str, zero_point: int, qmin: int, qmax: int, nonneg: bool) -> bool:
+    lo, hi = INT_RANGES[dtype][0] - zero_point, INT_RANGES[dtype][1] - zero_point
     if qmax < hi:
         return True
     return qmin > lo and not (qmin == 0 and nonneg)
@@ -125,6 +127,7 @@ def plan_activation(quantizer: Quantizer, name: str, target: str, *, nonneg: boo
     if not (scale > 0 and scale < float("inf")):
         raise ExportError(f"layer {name}: input scale {scale} is not a positive finite number; the "
                           "quantizer's state is broken (retrain or re-initialise it)")
+    zero_point = 0
     if rules.signed_only:
         dtype = "int8"
         if qmax > 127 or qmin < -128:
@@ -135,14 +138,14 @@ def plan_activation(quantizer: Quantizer, name: str, target: str, *, nonneg: boo
             factor = max(qmax / 127, -qmin / 128)
             scale, qmin, qmax = scale * factor, max(round(qmin / factor), -127), min(round(qmax / factor), 127)
             notes.append(f"input: {reason}; re-quantized to [{qmin}, {qmax}] with scale {scale:.4g}")
-    else:
-        dtype = "uint8" if qmin >= 0 else "int8"
+    else:  # uint8 always (see ActQDQ): zero-point 0 for an unsigned grid, 128 for a signed one
+        dtype, zero_point = "uint8", (0 if qmin >= 0 else 128)
         tmin, tmax = INT_RANGES[dtype]
-        if qmin < tmin or qmax > tmax:  # cannot happen for <= 8-bit grids; kept for safety
-            raise GridMiss(f"input grid [{qmin}, {qmax}] does not fit {dtype}")
+        if qmin + zero_point < tmin or qmax + zero_point > tmax:  # cannot happen for <= 8-bit grids
+            raise GridMiss(f"input grid [{qmin}, {qmax}] does not fit {dtype} with zero-point {zero_point}")
     clip: tuple[float, float] | None = None
     int_clip = False
-    if _clip_needed(dtype, qmin, qmax, nonneg):
+    if _clip_needed(dtype, zero_point, qmin, qmax, nonneg):
         if rules.clip_in_float:
             clip = (qmin * scale, qmax * scale)
         else:
@@ -150,7 +153,7 @@ def plan_activation(quantizer: Quantizer, name: str, target: str, *, nonneg: boo
     if float_range is not None:  # a re-quantized affine range keeps its own bounds
         lo, hi = float_range
         clip = (max(lo, clip[0]), min(hi, clip[1])) if clip else (lo, hi)
-    return ActQDQ(scale, dtype, qmin, qmax, clip, int_clip), trained, notes
+    return ActQDQ(scale, dtype, qmin, qmax, clip, int_clip, zero_point), trained, notes
 
 
 def plan_weights(layer: FoldedQuantLayer, *, allow_requantize: bool, act_qmax: int = 127, act_scale: float = 1.0
@@ -252,7 +255,8 @@ def plan_layers(layers: dict[str, FoldedQuantLayer], target: str, *, nonneg_inpu
             act, trained, act_notes = plan_activation(layer.act_quantizer, name, target, nonneg=name in nonneg_inputs,
                                                       allow_requantize=allow_requantize)
             weight_int, weight_scale, w_notes = plan_weights(layer, allow_requantize=allow_requantize,
-                                                             act_qmax=act.qmax, act_scale=act.scale)
+                                                             act_qmax=act.qmax + act.zero_point,
+                                                             act_scale=act.scale)
         except GridMiss as miss:
             misses.append((name, str(miss)))
             continue

@@ -26,7 +26,12 @@ _TORCH_DTYPES = {"int8": torch.int8, "uint8": torch.uint8}
 
 @dataclass(frozen=True)
 class ActQDQ:
-    """One per-tensor activation Q/DQ: ``value = scale * q``, zero-point 0.
+    """One per-tensor activation Q/DQ: ``value = scale * q`` with ``q`` in ``[qmin, qmax]``.
+
+    ``q`` is stored as ``q + zero_point`` in ``dtype``. TensorRT takes zero-point 0 only; for ONNX Runtime a
+    signed grid is stored as uint8 with zero-point 128 (the same values): its x86 integer kernels take uint8
+    activations, and its own int8-to-uint8 rewrite only matches a Q directly followed by a DQ, so a signed
+    grid with an integer Clip (a first layer's normalised input) would otherwise keep its conv in float.
 
     Args:
         scale: the positive step.
@@ -35,6 +40,7 @@ class ActQDQ:
         qmax: largest integer kept (<= the dtype's maximum).
         float_clip: ``(lo, hi)`` clipped in float before Q, or None.
         int_clip: clip the integers between Q and DQ (ONNX Runtime) instead of a float Clip.
+        zero_point: the stored integer of 0 (0, or 128 for a signed grid stored as uint8).
     """
 
     scale: float
@@ -43,16 +49,24 @@ class ActQDQ:
     qmax: int
     float_clip: tuple[float, float] | None = None
     int_clip: bool = False
+    zero_point: int = 0
+
+    @property
+    def range(self) -> tuple[int, int]:
+        """The grid integers the stored type holds: its range shifted by the zero-point."""
+        lo, hi = INT_RANGES[self.dtype]
+        return lo - self.zero_point, hi - self.zero_point
 
     @property
     def narrower_than_dtype(self) -> bool:
-        """Whether ``[qmin, qmax]`` is a strict sub-range of the integer type's range."""
-        lo, hi = INT_RANGES[self.dtype]
+        """Whether ``[qmin, qmax]`` is a strict sub-range of what the integer type holds."""
+        lo, hi = self.range
         return self.qmin > lo or self.qmax < hi
 
     def keeps(self, other: ActQDQ) -> bool:
         """Whether this Q/DQ leaves every output of ``other`` unchanged (same grid, no tighter clip)."""
-        if (self.scale, self.dtype, self.qmin, self.qmax) != (other.scale, other.dtype, other.qmin, other.qmax):
+        if (self.scale, self.dtype, self.zero_point, self.qmin, self.qmax) != (
+                other.scale, other.dtype, other.zero_point, other.qmin, other.qmax):
             return False
         return self.float_clip is None or (self.float_clip[0] <= self.qmin * self.scale
                                            and self.float_clip[1] >= self.qmax * self.scale)
@@ -61,32 +75,32 @@ class ActQDQ:
         """Quantize-dequantize ``x`` (exported as the Q/DQ nodes)."""
         lo, hi = self.float_clip if self.float_clip is not None else (None, None)
         iclip = (self.qmin, self.qmax) if self.int_clip and self.narrower_than_dtype else (None, None)
-        return _ActQDQFn.apply(x, float(self.scale), self.dtype, lo, hi, iclip[0], iclip[1])
+        return _ActQDQFn.apply(x, float(self.scale), self.dtype, int(self.zero_point), lo, hi, iclip[0], iclip[1])
 
 
 class _ActQDQFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, scale, dtype, lo, hi, qlo, qhi):  # type: ignore[no-untyped-def,override]
+    def forward(ctx, x, scale, dtype, zero_point, lo, hi, qlo, qhi):  # type: ignore[no-untyped-def,override]
         if lo is not None:
             x = torch.clamp(x, lo, hi)
-        tmin, tmax = INT_RANGES[dtype]
-        q = torch.clamp(torch.round(x / scale), tmin, tmax)
+        tmin, tmax = INT_RANGES[dtype]  # QuantizeLinear: saturate(round(x / s) + zp), as grid integers
+        q = torch.clamp(torch.round(x / scale), tmin - zero_point, tmax - zero_point)
         if qlo is not None:
             q = torch.clamp(q, qlo, qhi)
         return q * scale
 
     @staticmethod
-    def symbolic(g, x, scale, dtype, lo, hi, qlo, qhi):  # type: ignore[no-untyped-def]
+    def symbolic(g, x, scale, dtype, zero_point, lo, hi, qlo, qhi):  # type: ignore[no-untyped-def]
         tdtype = _TORCH_DTYPES[dtype]
         if lo is not None:
             x = g.op("Clip", x, g.op("Constant", value_t=torch.tensor(lo, dtype=torch.float32)),
                      g.op("Constant", value_t=torch.tensor(hi, dtype=torch.float32)))
         s = g.op("Constant", value_t=torch.tensor(scale, dtype=torch.float32))
-        zp = g.op("Constant", value_t=torch.tensor(0, dtype=tdtype))
+        zp = g.op("Constant", value_t=torch.tensor(zero_point, dtype=tdtype))
         q = g.op("QuantizeLinear", x, s, zp)
-        if qlo is not None:
-            q = g.op("Clip", q, g.op("Constant", value_t=torch.tensor(qlo, dtype=tdtype)),
-                     g.op("Constant", value_t=torch.tensor(qhi, dtype=tdtype)))
+        if qlo is not None:  # the stored integers: grid integers + zero-point
+            q = g.op("Clip", q, g.op("Constant", value_t=torch.tensor(qlo + zero_point, dtype=tdtype)),
+                     g.op("Constant", value_t=torch.tensor(qhi + zero_point, dtype=tdtype)))
         return g.op("DequantizeLinear", q, s, zp)
 
 

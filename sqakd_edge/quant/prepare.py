@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -30,11 +31,13 @@ class QuantPlan:
         quantized: layer names, in the forward's call order.
         kept_float: layer name -> reason (first/last layer, ``keep_float``, or not called as a module).
         weighted: every swappable layer, in call order (then the uncalled ones in definition order).
+        ends: the first and the last weighted layer the forward calls.
     """
 
     quantized: tuple[str, ...]
     kept_float: dict[str, str]
     weighted: tuple[str, ...]
+    ends: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, object]:
         """A JSON-able summary (for a run's summary.json)."""
@@ -72,7 +75,8 @@ def plan_quantization(model: nn.Module, config: QuantConfig) -> QuantPlan:
     for n in config.keep_float:
         kept.setdefault(n, "keep_float")
     quantized = tuple(n for n in called if n not in kept)
-    return QuantPlan(quantized, kept, tuple(called) + tuple(n for n in names if n not in called))
+    ends = (called[0], called[-1]) if called else ()
+    return QuantPlan(quantized, kept, tuple(called) + tuple(n for n in names if n not in called), ends)
 
 
 def layers_to_quantize(model: nn.Module, config: QuantConfig) -> list[str]:
@@ -108,9 +112,14 @@ def prepare_qat(model: nn.Module, config: QuantConfig) -> nn.Module:
     student = copy.deepcopy(model)
     for p in student.parameters():  # a frozen teacher must not give a student with frozen layers
         p.requires_grad_(True)
+    # the first and last layer at their own bits (an all-integer graph at 8 bits)
+    ends = set(plan.ends) if config.first_last_bits else set()
+    ends_config = dataclasses.replace(config, wbits=config.first_last_bits, abits=config.first_last_bits) \
+        if ends else config
     for name in plan.quantized:
         layer = student.get_submodule(name)
-        set_submodule(student, name, QUANT_MODULES[type(layer)].from_float(layer, config))  # type: ignore[attr-defined]
+        layer_config = ends_config if name in ends else config
+        set_submodule(student, name, QUANT_MODULES[type(layer)].from_float(layer, layer_config))  # type: ignore[attr-defined]
     if config.residual_bits:
         quantize_residuals(student, config)
     # what export records in its manifest (not a tensor: not in state_dict)

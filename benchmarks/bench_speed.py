@@ -4,13 +4,15 @@
 Models (random weights; speed does not depend on the values):
   * ResNet-18 for Tiny-ImageNet, 64x64 input, 200 classes (3x3 stride-1 stem, no max-pool);
   * CIFAR ResNet-20, 32x32 input, 10 classes.
-For each model, batch 1 and 32, 1 and 2 threads, six variants are timed in alternating rounds on the
+For each model, batch 1 and 32, 1 and 2 threads, seven variants are timed in alternating rounds on the
 same input, through the package's own runners and timing loop (sqakd_edge.bench):
   fp32        ONNX Runtime, the FP32 graph (torch.onnx.export, opset 13);
   int8-trt    `sqakd-edge export --int8 --target tensorrt` of the SQAKD student (W4A4 LSQ, the CLI's
               defaults: first/last layer float, 8-bit branch quantizers, a shared 4-bit residual
               stream): s8 symmetric Q/DQ;
   int8-ort    the same student, `--target onnxruntime`: u8 activations, s8 per-channel weights;
+  int8-ort-int  the student with its first and last layer quantized at 8 bits (`train --first-last-bits 8`),
+              `--target onnxruntime`: an all-integer graph, as quantize_static quantizes every layer;
   ort-qs      onnxruntime.quantization.quantize_static of the float model with its defaults (QDQ, s8/s8,
               per-tensor) -- the tool a user would otherwise reach for;
   ort-qs-u8   quantize_static with the options that suit this CPU (u8 activations, s8 per-channel
@@ -50,18 +52,21 @@ from sqakd_edge.bench.stats import speedup, summarize
 from sqakd_edge.errors import ConfigError
 from sqakd_edge.models import create_model
 
-VARIANTS = ("fp32", "int8-trt", "int8-ort", "ort-qs", "ort-qs-u8", "eager")
+VARIANTS = ("fp32", "int8-trt", "int8-ort", "int8-ort-int", "ort-qs", "ort-qs-u8", "eager")
 DESCRIPTIONS = {
     "fp32": "ORT FP32",
     "int8-trt": "our export --target tensorrt of the W4A4 student (s8 Q/DQ, symmetric)",
     "int8-ort": "our export --target onnxruntime of the W4A4 student (u8 act + s8 per-channel wt)",
+    "int8-ort-int": "the same with the student's first and last layer quantized at 8 bits (train "
+                    "--first-last-bits 8): an all-integer graph",
     "ort-qs": "ORT quantize_static defaults (QDQ, s8/s8, per-tensor)",
     "ort-qs-u8": "ORT quantize_static, u8 act + s8 per-channel wt (its best options here)",
     "eager": "PyTorch eager FP32",
 }
 # (baseline, candidate) pairs reported for every configuration.
-PAIRS = (("fp32", "int8-trt"), ("fp32", "int8-ort"), ("fp32", "ort-qs"), ("fp32", "ort-qs-u8"),
-         ("ort-qs", "int8-ort"), ("ort-qs-u8", "int8-ort"), ("eager", "int8-ort"), ("eager", "fp32"))
+PAIRS = (("fp32", "int8-trt"), ("fp32", "int8-ort"), ("fp32", "int8-ort-int"), ("fp32", "ort-qs"),
+         ("fp32", "ort-qs-u8"), ("ort-qs", "int8-ort"), ("ort-qs-u8", "int8-ort"), ("ort-qs-u8", "int8-ort-int"),
+         ("eager", "int8-ort"), ("eager", "fp32"))
 
 
 def tiny_imagenet_resnet18() -> tuple[nn.Module, str]:
@@ -142,15 +147,18 @@ def quantize(fp32: Path, out: Path, shape: tuple[int, int, int], style: str) -> 
 
 
 def export_student(model: nn.Module, name: str, shape: tuple[int, int, int], num_classes: int, target: str,
-                   out_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """``sqakd-edge export --int8`` of the model's W4A4 LSQ student (the CLI's defaults): graph, parity."""
+                   out_dir: Path, first_last_bits: int = 0) -> tuple[Path, dict[str, Any]]:
+    """``sqakd-edge export --int8`` of the model's W4A4 LSQ student (the CLI's defaults, or its first and last
+    layer at ``first_last_bits``): graph, parity."""
     from sqakd_edge.config import QuantConfig
     from sqakd_edge.export.api import ExportConfig, ExportInputs, export_model
     from sqakd_edge.export.inputs import ParityData
     from sqakd_edge.quant import prepare_qat
 
     torch.manual_seed(0)
-    student = prepare_qat(model, QuantConfig()).eval()
+    quant = QuantConfig(keep_first_last_float=False, first_last_bits=first_last_bits) if first_last_bits \
+        else QuantConfig()
+    student = prepare_qat(model, quant).eval()
     x = torch.randn(16, *shape)
     with torch.no_grad():
         student(x)  # quantizer ranges from one batch
@@ -230,18 +238,20 @@ def render_markdown(doc: dict[str, Any]) -> str:
                 + "; ".join(f"{v} {p['off']['top1_agreement']:.2%} / {p['on']['top1_agreement']:.2%}"
                             for v, p in par.items()) + ".", ""] if par else []
         out += ["| batch | threads | iters | load | fp32 ms | int8-trt ms (× fp32) | int8-ort ms (× fp32) | "
-                "ort-qs ms (× fp32) | ort-qs-u8 ms (× fp32) | eager ms | int8-ort × ort-qs | int8-ort × ort-qs-u8 | "
-                "int8-ort × eager |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "int8-ort-int ms (× fp32) | ort-qs ms (× fp32) | ort-qs-u8 ms (× fp32) | eager ms | "
+                "int8-ort × ort-qs | int8-ort × ort-qs-u8 | int8-ort-int × ort-qs-u8 | int8-ort × eager |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for c in model["configs"]:
             med = {v: c["stats"][v]["median_ms"] for v in VARIANTS}
             out.append(
                 f"| {c['batch']} | {c['threads']} | {c['iters']} | {_load(c)} | {med['fp32']:.2f} | "
                 f"{med['int8-trt']:.2f} ({_fmt_ratio(_ratio(c, 'fp32', 'int8-trt'))}) | "
                 f"{med['int8-ort']:.2f} ({_fmt_ratio(_ratio(c, 'fp32', 'int8-ort'))}) | "
+                f"{med['int8-ort-int']:.2f} ({_fmt_ratio(_ratio(c, 'fp32', 'int8-ort-int'))}) | "
                 f"{med['ort-qs']:.2f} ({_fmt_ratio(_ratio(c, 'fp32', 'ort-qs'))}) | "
                 f"{med['ort-qs-u8']:.2f} ({_fmt_ratio(_ratio(c, 'fp32', 'ort-qs-u8'))}) | {med['eager']:.2f} | "
                 f"{_fmt_ratio(_ratio(c, 'ort-qs', 'int8-ort'))} | {_fmt_ratio(_ratio(c, 'ort-qs-u8', 'int8-ort'))} | "
+                f"{_fmt_ratio(_ratio(c, 'ort-qs-u8', 'int8-ort-int'))} | "
                 f"{_fmt_ratio(_ratio(c, 'eager', 'int8-ort'))} |")
         out += ["", "Layer placement in ONNX Runtime's optimised graph (weighted layers on integer kernels / in float; "
                 "Q/DQ nodes left):", ""]
@@ -265,7 +275,9 @@ def placement_analysis(doc: dict[str, Any]) -> list[str]:
         lines.append(f"{model['name']}: of {total} weighted layers, on integer kernels: " + "; ".join(parts) + ".")
     lines += [
         "Our graphs keep the first and last layer float (the paper's policy; its student trains them in float), "
-        "so two weighted layers run in float by design; quantize_static quantizes every layer.",
+        "so two weighted layers run in float by design; quantize_static quantizes every layer. int8-ort-int "
+        "quantizes them too, at 8 bits; its classifier still runs in float: the 8-bit deployable grid [0, 127] "
+        "needs an integer Clip between its Q and DQ, and ORT's Gemm fusion takes only a bare Q -> DQ.",
         "On x86 ONNX Runtime's fast integer convolutions take u8 activations. With s8 activations (int8-trt, "
         "ort-qs) a ReLU between a conv and an s8 Q with zero-point 0 cannot fold into the Q, so those convs "
         "stay float between DQ and Q: the TensorRT graph is for TensorRT, not for this CPU.",
@@ -304,6 +316,9 @@ def check_targets(doc: dict[str, Any]) -> list[str]:
         ("int8-ort over quantize_static u8/s8 per-channel, batch 32", 32, "ort-qs-u8", "int8-ort", 0.95),
         ("int8-ort over quantize_static u8/s8 per-channel, batch 1", 1, "ort-qs-u8", "int8-ort", 0.95),
         ("int8-ort over PyTorch eager FP32, batch 32", 32, "eager", "int8-ort", 3.0),
+        ("int8-ort-int (all-integer) over ORT FP32, batch 32", 32, "fp32", "int8-ort-int", 2.5),
+        ("int8-ort-int over quantize_static u8/s8 per-channel, batch 32", 32, "ort-qs-u8", "int8-ort-int", 1.05),
+        ("int8-ort-int over quantize_static u8/s8 per-channel, batch 1", 1, "ort-qs-u8", "int8-ort-int", 1.05),
     ):
         measured = config(batch)
         if measured is None:  # a partial run (--batches) did not measure this one
@@ -341,9 +356,10 @@ def main() -> None:
             for v in ("ort-qs", "ort-qs-u8"):
                 quantize(paths["fp32"], paths[v], shape, v)
             parity = {}
-            for v, target in (("int8-trt", "tensorrt"), ("int8-ort", "onnxruntime")):
+            for v, target, ends in (("int8-trt", "tensorrt", 0), ("int8-ort", "onnxruntime", 0),
+                                    ("int8-ort-int", "onnxruntime", 8)):
                 paths[v], parity[v] = export_student(model, MODEL_NAMES[name], shape, NUM_CLASSES[name], target,
-                                                     Path(tmp) / f"{name}.{v}")
+                                                     Path(tmp) / f"{name}.{v}", first_last_bits=ends)
             if args.keep_graphs:
                 args.keep_graphs.mkdir(parents=True, exist_ok=True)
                 for v, path in paths.items():
@@ -364,8 +380,9 @@ def main() -> None:
         "runtime_s": time.perf_counter() - started,
         "int8_graphs": ("int8-trt and int8-ort are `sqakd-edge export --int8` of the model's W4A4 LSQ student (first "
                         "and last layer float, 8-bit residual-branch quantizers, a shared 4-bit residual "
-                        "stream); ort-qs and ort-qs-u8 are onnxruntime.quantization.quantize_static of the float "
-                        "model (QDQ, MinMax calibration on 32 standard-normal images)"),
+                        "stream; int8-ort-int: first and last layer at 8 bits); ort-qs and ort-qs-u8 are "
+                        "onnxruntime.quantization.quantize_static of the float model (QDQ, MinMax calibration "
+                        "on 32 standard-normal images)"),
         "variants": DESCRIPTIONS,
         "environment": collect_environment(threads=0),
         "models": models,

@@ -19,7 +19,7 @@ def test_bench_speed_script_writes_its_table(tmp_path):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "bench_speed.json").read_text())
     (config,) = doc["models"][0]["configs"]
-    assert set(config["stats"]) == {"fp32", "int8-trt", "int8-ort", "ort-qs", "ort-qs-u8", "eager"}
+    assert set(config["stats"]) == {"fp32", "int8-trt", "int8-ort", "int8-ort-int", "ort-qs", "ort-qs-u8", "eager"}
     assert config["precision_ran"]["int8-ort"] == "int8"
     # our --target onnxruntime graph of the W4A4 student: every quantized conv on an integer kernel, only the
     # float first and last layers (the paper's policy) in float; quantize_static's u8 graph quantizes all 20

@@ -23,6 +23,7 @@ from .cli_options import (
     REMOTE,
     TRAINING_OVERRIDES,
     config_option,
+    quant_config,
     resolved_options,
 )
 from .config import METHODS, PRECISIONS, TARGETS
@@ -171,7 +172,6 @@ def train(**params: Any) -> None:
 
 
 def _train(info: Any, p: dict[str, Any]) -> None:
-    from .config import QuantConfig
     from .train.recipes import get_recipe
 
     log = click.echo if info.is_main else (lambda _msg: None)
@@ -189,13 +189,7 @@ def _train(info: Any, p: dict[str, Any]) -> None:
 
         result = train_teacher(p["data"], p["out"], config, model=p["model"] or "resnet20", **common)
     else:
-        quant = QuantConfig(quantizer=p["quantizer"], backward=p["backward"], wbits=p["wbits"], abits=p["abits"],
-                            weight_granularity="per_tensor" if p["per_tensor"] else "per_channel",
-                            act_sign=p["act_sign"], deployable=not p["paper_grids"],
-                            keep_first_last_float=not (p["quantize_first_last"] or p["first_last_bits"]),
-                            first_last_bits=p["first_last_bits"], residual_bits=p["residual_bits"],
-                            share_residual_stream=p["shared_residual_stream"],
-                            keep_float=tuple(n for n in p["keep_float"].split(",") if n))
+        quant = quant_config(p)
         chosen = get_recipe(p["recipe"] or "demo")
         chosen.check_fits(p["data"], teacher=False)
         config = chosen.apply(**overrides, method=p["method"])

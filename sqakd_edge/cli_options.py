@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from .config import ACT_SIGNS, BACKWARDS, OPTIMIZERS, QUANTIZERS
+from .config import ACT_SIGNS, BACKWARDS, OPTIMIZERS, QUANTIZERS, QuantConfig
 from .errors import ConfigError, require
 
 
@@ -79,7 +79,24 @@ QUANT_LAYOUT = OptionGroup("quantization layout", [
               "quantizer those layers share: no requantization between blocks in the INT8 graph. Separate: the "
               "stream at --residual-bits, each reader re-quantizing it."),
     _opt("--keep-float", default="", help="Comma-separated layer names to keep in float."),
+    _opt("--int32-bias", is_flag=True,
+         help="Train with ONNX Runtime's int32 conv biases (rounded onto input scale x weight scale), so that "
+              "`export --target onnxruntime` runs what the student learned and passes its parity check "
+              "(TensorRT keeps float biases: not needed there)."),
 ])
+
+
+
+def quant_config(p: dict[str, Any]) -> QuantConfig:
+    """The student's QuantConfig from the quantizer core and quantization layout options."""
+    return QuantConfig(quantizer=p["quantizer"], backward=p["backward"], wbits=p["wbits"], abits=p["abits"],
+                       weight_granularity="per_tensor" if p["per_tensor"] else "per_channel",
+                       act_sign=p["act_sign"], deployable=not p["paper_grids"],
+                       keep_first_last_float=not (p["quantize_first_last"] or p["first_last_bits"]),
+                       first_last_bits=p["first_last_bits"], residual_bits=p["residual_bits"],
+                       share_residual_stream=p["shared_residual_stream"],
+                       keep_float=tuple(n for n in p["keep_float"].split(",") if n), int32_bias=p["int32_bias"])
+
 
 TRAINING_OVERRIDES = OptionGroup("training overrides", [
     _opt("--epochs", type=int, help="Override the recipe's epochs."),

@@ -68,6 +68,9 @@ class QuantConfig:
             gives an all-integer graph (ONNX Runtime then runs every layer in integers, with no layout
             Transposes around a float stem: ``benchmarks/bench_speed.py``).
         keep_float: further layer names (as in ``model.named_modules()``) kept in full precision.
+        int32_bias: simulate ONNX Runtime's int32 bias (rounded onto ``input scale x weight scale``, after
+            BatchNorm folding) in training, so that ``export --target onnxruntime`` computes what the student
+            learned (``quant/int32_bias.py``); TensorRT keeps float biases and does not need it.
         ewgs_delta_init: initial EWGS delta.
         ewgs_update_every: iterations between EWGS delta updates (0: once per epoch).
         residual_bits: bits of the quantizers on both inputs of each residual Add after a quant layer
@@ -93,6 +96,7 @@ class QuantConfig:
     keep_first_last_float: bool = True
     first_last_bits: int = 0
     keep_float: tuple[str, ...] = ()
+    int32_bias: bool = False
     ewgs_delta_init: float = 1e-3
     ewgs_update_every: int = 0
     residual_bits: int = 8
@@ -116,6 +120,9 @@ class QuantConfig:
             raise ConfigError("first_last_bits sets the bits of a quantized first and last layer, but "
                               "keep_first_last_float keeps them float; set keep_first_last_float=False "
                               "(sqakd-edge train: --first-last-bits alone does both)")
+        if self.int32_bias and not self.deployable:
+            raise ConfigError("int32_bias rounds biases onto the grids of an INT8 graph, which needs deployable "
+                              "grids; drop int32_bias or keep deployable=True")
         _positive("ewgs_delta_init", self.ewgs_delta_init, allow_zero=True)
         _positive("ewgs_update_every", self.ewgs_update_every, allow_zero=True)
         object.__setattr__(self, "keep_float", tuple(self.keep_float))

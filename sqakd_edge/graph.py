@@ -96,6 +96,25 @@ def module_calls(graph: fx.Graph) -> dict[str, int]:
     return counts
 
 
+def foldable_batchnorms(gm: fx.GraphModule) -> dict[fx.Node, fx.Node]:
+    """BatchNorm node -> the Conv2d node before it, for each BatchNorm a conv folds into.
+
+    The conv is called once and its output feeds nothing but that BatchNorm (quant convs are Conv2d subclasses).
+    """
+    modules = dict(gm.named_modules())
+    calls = module_calls(gm.graph)
+    pairs: dict[fx.Node, fx.Node] = {}
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or not isinstance(modules[str(node.target)], BN_TYPES):
+            continue
+        prev = node.args[0]
+        if not isinstance(prev, fx.Node) or prev.op != "call_module":
+            continue
+        if isinstance(modules[str(prev.target)], nn.Conv2d) and len(prev.users) == 1 and calls[str(prev.target)] == 1:
+            pairs[node] = prev
+    return pairs
+
+
 def called_modules(gm: fx.GraphModule, types: tuple[type[nn.Module], ...]) -> list[str]:
     """Names of the submodules of ``types`` that the graph calls, in call order (each once)."""
     modules = dict(gm.named_modules())

@@ -22,12 +22,10 @@ from torch import fx, nn
 
 from .. import graph
 from ..errors import ExportError
-from ..graph import BN_TYPES, module_calls, set_submodule
+from ..graph import foldable_batchnorms, set_submodule
+from ..quant.int32_bias import bias_step, round_to_step
 from ..quant.modules import QuantConv2d, QuantLayer, QuantLinear
 from ..quant.quantizers import Quantizer
-
-# Conv/Linear types whose output a BatchNorm may be folded into.
-_CONV_TYPES = (nn.Conv2d, QuantConv2d)
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
@@ -54,6 +52,8 @@ class FoldedQuantLayer(nn.Module):
         bn: the folded BatchNorm's name, or None.
         wbits: the weight quantizer's bits.
         act_quantizer: the student's input quantizer (shared, not copied).
+        int32_bias: the student simulated ONNX Runtime's int32 bias grid (``QuantConfig.int32_bias``): the bias
+            is already on it, and export must keep the grid the student used (the finest one).
     """
 
     fx_leaf = True
@@ -63,7 +63,8 @@ class FoldedQuantLayer(nn.Module):
     bias: torch.Tensor
 
     def __init__(self, weight_int: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor,
-                 act_quantizer: Quantizer, *, source: str, bn: str | None, wbits: int, dead_channels: int) -> None:
+                 act_quantizer: Quantizer, *, source: str, bn: str | None, wbits: int, dead_channels: int,
+                 int32_bias: bool = False) -> None:
         super().__init__()
         self.register_buffer("weight_int", weight_int.to(torch.int32))
         self.register_buffer("weight_scale", weight_scale)  # float32 (float64 to check folding: fold_batchnorm)
@@ -73,6 +74,7 @@ class FoldedQuantLayer(nn.Module):
         self.bn = bn
         self.wbits = wbits
         self.dead_channels = dead_channels
+        self.int32_bias = int32_bias
 
     def dequantized_weight(self) -> torch.Tensor:
         """``weight_scale * weight_int``, the scale broadcast over the output-channel axis 0."""
@@ -103,9 +105,10 @@ class FoldedQuantConv2d(FoldedQuantLayer):
     """A :class:`FoldedQuantLayer` computing a 2-D convolution."""
 
     def __init__(self, conv: nn.Conv2d, weight_int: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor,
-                 act_quantizer: Quantizer, *, source: str, bn: str | None, wbits: int, dead_channels: int) -> None:
+                 act_quantizer: Quantizer, *, source: str, bn: str | None, wbits: int, dead_channels: int,
+                 int32_bias: bool = False) -> None:
         super().__init__(weight_int, weight_scale, bias, act_quantizer, source=source, bn=bn, wbits=wbits,
-                         dead_channels=dead_channels)
+                         dead_channels=dead_channels, int32_bias=int32_bias)
         self.geometry = ConvGeometry(conv)
 
     def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -205,13 +208,18 @@ def fold_layer(layer: QuantLayer, bn: nn.BatchNorm2d | None, *, name: str, bn_na
         q[dead] = 0
         new_scale = torch.where(dead, torch.full_like(new_scale, safe), new_scale)
         bias = torch.where(torch.isfinite(bias), bias, torch.zeros_like(bias))
+    int32_bias = bool(getattr(layer, "int32_bias", False))
+    if int32_bias:  # the bias the student computed with (quant/int32_bias.py)
+        bias = round_to_step(bias, bias_step(layer, factor))
     act_q = layer.act_quantizer
     tensors = (q.round().to(torch.int32), new_scale.to(dtype), bias.to(dtype), act_q)
     dead_count = int(dead.sum())
     if isinstance(layer, QuantConv2d):
-        return FoldedQuantConv2d(layer, *tensors, source=name, bn=bn_name, wbits=bits, dead_channels=dead_count)
+        return FoldedQuantConv2d(layer, *tensors, source=name, bn=bn_name, wbits=bits, dead_channels=dead_count,
+                                 int32_bias=int32_bias)
     if isinstance(layer, QuantLinear):
-        return FoldedQuantLinear(*tensors, source=name, bn=bn_name, wbits=bits, dead_channels=dead_count)
+        return FoldedQuantLinear(*tensors, source=name, bn=bn_name, wbits=bits, dead_channels=dead_count,
+                                 int32_bias=int32_bias)
     raise ExportError(f"layer {name}: export supports QuantConv2d and QuantLinear, not {type(layer).__name__}")
 
 
@@ -234,19 +242,9 @@ def fold_batchnorm(model: nn.Module, *, dtype: torch.dtype = torch.float32) -> F
     model = copy.deepcopy(model).eval()
     gm = trace(model)
     modules = dict(gm.named_modules())
-    calls = module_calls(gm.graph)
     folded_bn: list[str] = []
     bn_of: dict[str, str] = {}
-    for node in list(gm.graph.nodes):
-        if node.op != "call_module" or not isinstance(modules[str(node.target)], BN_TYPES):
-            continue
-        prev = node.args[0]
-        if not isinstance(prev, fx.Node) or prev.op != "call_module":
-            continue
-        conv = modules[str(prev.target)]
-        # Fold only a conv used once whose output feeds nothing but this BN.
-        if not isinstance(conv, _CONV_TYPES) or len(prev.users) != 1 or calls[str(prev.target)] != 1:
-            continue
+    for node, prev in foldable_batchnorms(gm).items():
         bn_of[str(prev.target)] = str(node.target)
         node.replace_all_uses_with(prev)
         gm.graph.erase_node(node)

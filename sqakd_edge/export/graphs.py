@@ -82,7 +82,7 @@ def bias_rounding_note(parity: dict[str, Any]) -> str | None:
         return None
     return (f"int8 (on): ONNX Runtime rounds conv biases onto the int32 grid (input scale x weight scale) for its "
             f"integer kernels; without that one pass, agreement is {without['top1_agreement']:.2%}. The TensorRT "
-            f"target keeps float biases; more bits make the grid finer")
+            f"target keeps float biases; train the student with --int32-bias to learn that rounding")
 
 
 def int8_graph(student: nn.Module, config: ExportConfig, example: torch.Tensor, pdata: ParityData,

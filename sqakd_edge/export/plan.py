@@ -18,6 +18,7 @@ import torch
 from ..config import TARGETS, target_rules
 from ..errors import ExportError
 from ..quant.grid import NotDeployable
+from ..quant.int32_bias import finest_multiplier, weight_limit
 from ..quant.quantizers import Quantizer
 from .fold import FoldedQuantLayer
 from .qdq import INT_RANGES, ActQDQ
@@ -163,7 +164,8 @@ def plan_weights(layer: FoldedQuantLayer, *, allow_requantize: bool, act_qmax: i
     Low-bit integers are stored multiplied by an integer ``k`` (up to what int8 holds) with the scale
     divided by ``k``: the values ``scale * q`` are the same, but the int32 bias grid of an integer conv
     (``input scale x weight scale``, onto which ONNX Runtime rounds float biases) becomes ``k`` times
-    finer. Per channel, ``k`` is the one whose grid lies closest to that channel's bias.
+    finer. Per channel, ``k`` is the one whose grid lies closest to that channel's bias; for a student
+    that trained with that rounding (``QuantConfig.int32_bias``) the largest, the one it used.
 
     Args:
         layer: the folded layer.
@@ -180,9 +182,12 @@ def plan_weights(layer: FoldedQuantLayer, *, allow_requantize: bool, act_qmax: i
     notes: list[str] = []
     if q.numel() and (int(q.min()) < -128 or int(q.max()) > 127):
         q, scale, notes = _requantize_weights(layer, q, scale, allow_requantize)
-    limit = 127 if act_qmax <= 127 else 32767 // (2 * act_qmax)
+    limit = weight_limit(act_qmax)
     peak = q.reshape(q.shape[0], -1).abs().amax(dim=1) if q.numel() else torch.zeros(q.shape[0], dtype=torch.int64)
-    k = _headroom(peak, limit, layer.bias.to(torch.float64), scale.to(torch.float64) * act_scale)
+    if layer.int32_bias and not notes:  # the student rounded its bias onto the finest grid: keep that one
+        k = finest_multiplier(peak, limit)
+    else:
+        k = _headroom(peak, limit, layer.bias.to(torch.float64), scale.to(torch.float64) * act_scale)
     shape = [-1] + [1] * (q.dim() - 1)
     q = q * k.reshape(shape)
     scale = (scale.to(torch.float64) / k.to(torch.float64)).to(torch.float32)

@@ -12,7 +12,8 @@ from torch import nn
 
 from ..config import QuantConfig
 from ..errors import ConfigError
-from ..graph import TraceFailure, called_modules, set_submodule, trace
+from ..graph import TraceFailure, called_modules, foldable_batchnorms, set_submodule, trace
+from .int32_bias import attach_int32_bias, detach_int32_bias
 from .modules import QUANT_MODULES, QuantLayer
 from .quantizers import Quantizer
 from .residual import quantize_residuals
@@ -122,9 +123,22 @@ def prepare_qat(model: nn.Module, config: QuantConfig) -> nn.Module:
         set_submodule(student, name, QUANT_MODULES[type(layer)].from_float(layer, layer_config))  # type: ignore[attr-defined]
     if config.residual_bits:
         quantize_residuals(student, config)
+    if config.int32_bias:
+        _attach_int32_bias(student)
     # what export records in its manifest (not a tensor: not in state_dict)
     student.sqakd_quant_config = config  # type: ignore[assignment]
     return student
+
+
+def _attach_int32_bias(student: nn.Module) -> None:
+    """Hook ONNX Runtime's int32 bias rounding onto each quant layer's end (its folded BatchNorm, or itself)."""
+    gm = trace(student)
+    after = {str(conv.target): str(bn.target) for bn, conv in foldable_batchnorms(gm).items()}
+    ends: dict[str, str | None] = {}
+    for name, layer in iter_quant_layers(student):
+        layer.int32_bias = True  # type: ignore[attr-defined]  # export keeps the grid (export/fold.py)
+        ends[name] = after.get(name)
+    attach_int32_bias(student, ends)
 
 
 def iter_quant_layers(model: nn.Module) -> Iterator[tuple[str, QuantLayer]]:
@@ -188,4 +202,5 @@ def to_float(model: nn.Module) -> nn.Module:
     for name, layer in list(iter_quant_layers(float_model)):
         set_submodule(float_model, name, layer.to_float())  # type: ignore[attr-defined]
     set_quantization(float_model, False)
+    detach_int32_bias(float_model)
     return float_model

@@ -59,6 +59,16 @@ def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return t.sum(dim=dims, keepdim=True)
 
 
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum()`` as one BLAS dot, without copies when both are dense in the same memory order.
+
+    A channels-last tensor is not contiguous, and ``flatten`` would copy it; its storage in memory order is.
+    """
+    if a.stride() == b.stride() and (a.is_contiguous() or a.is_contiguous(memory_format=torch.channels_last)):
+        return torch.dot(a.as_strided((a.numel(),), (1,)), b.as_strided((b.numel(),), (1,)))
+    return torch.dot(a.flatten(), b.flatten())
+
+
 class _FakeQuant(torch.autograd.Function):
     """``scale * q(x / scale)`` in one node: the same values and gradients as the op-by-op version.
 
@@ -116,8 +126,7 @@ class _FakeQuant(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             # d(scale*q(x/scale))/dscale = q - (x/scale) * dq/dv
             if ctx.bounds is not None:  # t is x
-                grad_scale = torch.dot(grad_out.flatten(), q.flatten())
-                grad_scale = grad_scale - torch.dot(grad_in.flatten(), t.flatten()) / scale
+                grad_scale = _dot(grad_out, q) - _dot(grad_in, t) / scale
             else:  # t is u, and x/scale = a*u + c
                 v = t if a == 1 and c == 0 else t * a + c
                 grad_scale = _sum_to(grad_out * q - grad_in * v, scale.shape)

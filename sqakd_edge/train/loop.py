@@ -26,7 +26,9 @@ from ..checkpoint import FORMAT, VERSION, save_checkpoint
 from ..config import QuantConfig, TrainConfig, to_dict
 from ..errors import ConfigError, DataError, TrainingError, first_line
 from ..quant import initialize_quantizers
+from .allocator import reuse_freed_memory
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, device_for, gather_objects
+from .layout import restore_default_layout, training_layout
 from .loss import training_loss
 from .resume import LoopState, resume_run
 from .run_dir import copy_atomic, prepare_run_dir, replacing_run, write_metrics, write_summary
@@ -174,7 +176,11 @@ def fit(student: nn.Module, data: RunData, config: TrainConfig, out_dir: str | P
     info = dist_info or DistInfo()
     out = Path(out_dir)
     with replacing_run(out, force=force, resume=resume, info=info, log=log):
-        return _fit(student, data, config, out, force=force, resume=resume, dist_info=dist_info, log=log, **kwargs)
+        try:
+            return _fit(student, data, config, out, force=force, resume=resume, dist_info=dist_info, log=log,
+                        **kwargs)
+        finally:
+            restore_default_layout(student)  # training may have run it channels-last (.layout)
 
 
 def _fit(
@@ -244,6 +250,7 @@ def _fit(
         log(f"note: no test split ({data.meta['test_missing']}); test accuracy is not reported, selection uses "
             "the held-out part of the training data")
 
+    reuse_freed_memory()  # each step reuses the last one's tensor memory (see .allocator)
     torch.manual_seed(config.seed + info.rank)
     student.to(device)
     sampler: DistributedSampler = DistributedSampler(
@@ -264,6 +271,7 @@ def _fit(
     # does not depend on whether the model is quantized.
     first_images, _ = next(iter(DataLoader(data.train, batch_size=config.batch_size, shuffle=False)))
     initialize_quantizers(student, first_images.to(device))
+    student_layout = training_layout(student, first_images, device)  # before the optimiser, DDP and resume
 
     optimizer = make_optimizer(student, config)
     state = LoopState()
@@ -278,7 +286,7 @@ def _fit(
     if info.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
-    task = DistillationTask(model, config, teacher, device, quant)
+    task = DistillationTask(model, config, teacher, device, quant, sample=first_images, student_layout=student_layout)
     scaler = torch.amp.GradScaler("cuda", enabled=task.needs_grad_scaler)
     eval_teacher = task.teacher
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..config import QuantConfig, TrainConfig
 from .ewgs import update_ewgs_deltas
+from .layout import DEFAULT, in_layout
 from .loss import training_loss
 from .teacher import frozen_teacher, teacher_autocast_dtype
 
@@ -29,20 +30,25 @@ class DistillationTask(nn.Module):
         teacher: the float teacher for SQAKD and CE+KD (None for the label-only methods); frozen here.
         device: where training runs (decides the autocast dtypes).
         quant: the student's quantization config (None for a float model): whether EWGS updates happen.
+        sample: a batch of inputs, to try the teacher in channels-last on (None: the default layout).
+        student_layout: the memory layout the student is in (``layout.training_layout``); batches are
+            converted to it.
     """
 
     teacher: nn.Module | None  # frozen; outside the module tree
 
     def __init__(self, student: nn.Module, config: TrainConfig, teacher: nn.Module | None,
-                 device: torch.device, quant: QuantConfig | None = None) -> None:
+                 device: torch.device, quant: QuantConfig | None = None, *, sample: torch.Tensor | None = None,
+                 student_layout: torch.memory_format = DEFAULT) -> None:
         super().__init__()
         self.student = student
         self.config = config
         self.quant = quant
         self.device_type = device.type
         # not a submodule (see the module docstring): plain attribute, frozen once
-        object.__setattr__(self, "teacher", frozen_teacher(teacher, device)
+        object.__setattr__(self, "teacher", frozen_teacher(teacher, device, sample)
                            if teacher is not None and config.uses_teacher else None)
+        self.student_layout = student_layout
         self.teacher_dtype = teacher_autocast_dtype(device, config.amp)
         self.student_amp = config.amp and device.type == "cuda"  # the fake-quant student stays float32 on CPU
         self.student_dtype = torch.bfloat16 if self.student_amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -62,6 +68,7 @@ class DistillationTask(nn.Module):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"loss", "output", "kd"?, "ce"?}`` of one batch; labels are read only by labelled methods."""
+        images = in_layout(images, self.student_layout)  # the teacher's wrapper then has nothing to convert
         t_logits = self.teacher_logits(images)
         with torch.autocast(self.device_type, dtype=self.student_dtype, enabled=self.student_amp):
             logits = self.student(images)
@@ -77,6 +84,7 @@ class DistillationTask(nn.Module):
 
     def update_ewgs(self, student: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         """Re-estimate the EWGS deltas of ``student`` (unwrapped) on one batch, from the training loss itself."""
+        images = in_layout(images, self.student_layout)
         t_logits = self.teacher_logits(images)
         return update_ewgs_deltas(
             student, lambda logits: training_loss(self.config, logits, labels, t_logits)["loss"], images)

@@ -5,9 +5,8 @@ the same logits up to float rounding (~1e-6):
 
 - in eval mode BatchNorm is an affine map per channel: folded into the preceding convolution it costs
   no pass over the activations;
-- on CPU, oneDNN's convolutions run faster in channels-last (NHWC) layout (``benchmarks/train_step.py``
-  measures the step). The student keeps the default layout: its fake-quant roundings should not depend
-  on the teacher's speed-ups.
+- on CPU, oneDNN's convolutions run faster in channels-last (NHWC) layout, where the model runs in it
+  (:mod:`.layout`; ``benchmarks/train_step.py`` measures the step).
 
 With mixed precision on (``TrainConfig.amp``, the default) the teacher's forward also runs under autocast:
 on CUDA as the student's does, and on a CPU that computes bfloat16 natively (AMX, AVX512-BF16) in bfloat16,
@@ -17,10 +16,13 @@ stays float32 on CPU, and evaluation (the held-out KL that picks ``best.pt``) ru
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
 from torch import nn
+
+from .layout import InLayout, training_layout
 
 
 def teacher_autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
@@ -40,21 +42,15 @@ def teacher_autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | Non
     return None
 
 
-class _ChannelsLast(nn.Module):
-    """Runs ``model`` on a channels-last copy of its (4-D) input."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model.to(memory_format=torch.channels_last)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
-
-
-def frozen_teacher(teacher: nn.Module, device: torch.device) -> nn.Module:
+def frozen_teacher(teacher: nn.Module, device: torch.device, sample: torch.Tensor | None = None) -> nn.Module:
     """Move and freeze ``teacher``; return a copy fused for inference (see the module's docstring).
 
     A model ``torch.fx`` cannot trace keeps its BatchNorms (the same logits, a little slower).
+
+    Args:
+        teacher: the float model (moved, put in eval mode and frozen in place; its layers are kept).
+        device: where training runs.
+        sample: a batch of inputs to try the channels-last layout on (None: the default layout).
     """
     teacher.to(device).eval()
     for p in teacher.parameters():
@@ -65,4 +61,7 @@ def frozen_teacher(teacher: nn.Module, device: torch.device) -> nn.Module:
         fused = fuse(teacher)
     except Exception:  # noqa: BLE001 -- any tracing failure only costs speed
         fused = teacher
-    return (_ChannelsLast(fused) if device.type == "cpu" else fused).eval()  # the wrappers too: nothing trains
+    if fused is teacher:
+        fused = copy.deepcopy(teacher)  # the layout changes below stay off the caller's model
+    memory_format = training_layout(fused, sample, device)
+    return InLayout(fused, memory_format).eval()  # the wrapper too: nothing trains

@@ -9,7 +9,8 @@ bfloat16 on CPUs that compute it natively; ``--teacher-fp32`` for float32), the 
 Adam. ``fit`` re-estimates EWGS deltas once per epoch; that update is timed on its own and added, amortised
 over a CIFAR-10 epoch (45,000 training images at this batch). The process's malloc is set as ``fit`` sets
 it (``sqakd_edge.train.allocator``) and models train channels-last on CPU as in ``fit`` (``.layout``);
-``--malloc default`` keeps glibc's own settings, ``--layout default`` the default layout (the befores).
+``--malloc default`` keeps glibc's own settings, ``--layout teacher`` puts only the teacher in channels-last
+(together: fit as it ran before these two), ``--layout default`` neither.
 
 Steps are timed after warm-up, the kinds interleaved round by round so machine drift hits all alike;
 ratios are of medians. ``--batch`` and ``--threads`` take comma-separated sweeps.
@@ -71,7 +72,7 @@ class Kind:
     """One model trained as ``fit`` trains it: a step, and (for EWGS students) the per-epoch delta update."""
 
     def __init__(self, kind: str, teacher: torch.nn.Module, data: ArrayDataset, batch: int, device: torch.device,
-                 amp: bool, fit_layout: bool) -> None:
+                 amp: bool, layout: str) -> None:
         self.batches = endless(DataLoader(data, batch_size=batch, sampler=RandomSampler(data), drop_last=True))
         self.ewgs = kind.endswith("-ewgs") or "-ewgs-" in kind
         first = next(self.batches)[0].to(device)
@@ -86,10 +87,11 @@ class Kind:
             config = TrainConfig(amp=amp)
             self.student = prepare_qat(teacher, quant).to(device)
             initialize_quantizers(self.student, first)
-        sample = first if fit_layout else None  # None: the default layout for student and teacher (the before)
-        layout = training_layout(self.student, sample, device)
+        # "fit": both channels-last where they run in it; "teacher": only the teacher (the layout before);
+        # "default": neither
+        student_layout = training_layout(self.student, first if layout == "fit" else None, device)
         self.task = DistillationTask(self.student, config, copy.deepcopy(teacher) if quant else None, device, quant,
-                                     sample=sample, student_layout=layout)
+                                     sample=first if layout != "default" else None, student_layout=student_layout)
         self.optimizer = make_optimizer(self.student, config)
         self.device = device
         self.task.train()
@@ -132,7 +134,7 @@ def measure(kinds: list[str], batch: int, threads: int, args: argparse.Namespace
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     teacher = create_model("resnet20", 10, 3).to(device).eval()
-    runs = {k: Kind(k, teacher, data, batch, device, not args.teacher_fp32, args.layout == "fit") for k in kinds}
+    runs = {k: Kind(k, teacher, data, batch, device, not args.teacher_fp32, args.layout) for k in kinds}
     times: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(args.warmup):
         for run in runs.values():
@@ -167,8 +169,9 @@ def main() -> None:
     parser.add_argument("--teacher-fp32", action="store_true", help="teacher forward in float32 (fit's --no-amp)")
     parser.add_argument("--malloc", choices=("fit", "default"), default="fit",
                         help="fit: malloc set as fit sets it; default: glibc's own settings")
-    parser.add_argument("--layout", choices=("fit", "default"), default="fit",
-                        help="fit: channels-last on CPU as fit runs it; default: the default layout throughout")
+    parser.add_argument("--layout", choices=("fit", "teacher", "default"), default="fit",
+                        help="fit: channels-last on CPU as fit runs it; teacher: only the teacher (as fit ran before); "
+                             "default: the default layout throughout")
     parser.add_argument("--out", default="benchmarks/results/train_step.json")
     args = parser.parse_args()
     default_threads = torch.get_num_threads()

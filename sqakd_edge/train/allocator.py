@@ -3,10 +3,10 @@
 A training step allocates and frees the same large activation and gradient tensors every step. glibc
 serves a block above its mmap threshold (128 KiB, raised dynamically to at most 32 MiB) with a fresh
 ``mmap`` and hands freed heap above its trim threshold back to the kernel, so every step writes to new
-pages, and each 4 KiB page costs a page fault and a kernel zero-fill on first touch. On a 2-core CPU that
-was ~40% of a fake-quant ResNet-20 step at batch 256 (the student makes more temporaries than a float
-model, so it paid more): ``benchmarks/train_step.py`` measures it (``--malloc default`` for glibc's own
-settings). With both thresholds raised, freed blocks stay in the heap and the next step reuses them.
+pages, and each 4 KiB page costs a page fault and a kernel zero-fill on first touch: thousands per step
+for a fake-quant student, which makes more temporaries than a float model (``benchmarks/train_step.py``
+measures the step, ``--malloc default`` with glibc's own settings). With both thresholds raised, freed
+blocks stay in the heap and the next step reuses them.
 
 The cost is that the process keeps its peak heap until it exits, which a training process reaches
 anyway. ``SQAKD_EDGE_MALLOC=default`` leaves glibc's settings alone. Other C libraries (musl, macOS)

@@ -1,9 +1,9 @@
 """The memory layout training runs in: channels-last (NHWC) on CPU where the model runs in it.
 
 oneDNN's convolutions run faster on NHWC tensors, forward and backward; BatchNorm, ReLU and the fake
-quantizers are elementwise and do not care. ``benchmarks/train_step.py`` measures it (ResNet-20, batch 256,
-2 threads): the float step ~16% and the SQAKD student's ~14% faster. The values are those of the default
-layout up to float rounding (the convolutions sum in another order).
+quantizers are elementwise and do not care (``benchmarks/train_step.py`` measures the step, ``--layout
+default`` in the default layout). The values are those of the default layout up to float rounding (the
+convolutions sum in another order).
 
 Not every model runs channels-last: ``x.view(n, -1)`` on a feature map (LeNet-style code) fails on a
 tensor that is not contiguous. The layout is therefore decided by running the model once on two images

@@ -72,6 +72,13 @@ def test_a_resnet_trains_channels_last_on_cpu_only(float_model):
     assert _is_channels_last(model) and model.training  # converted in place, mode kept
 
 
+def test_sqakd_edge_layout_default_keeps_the_default_layout(float_model, monkeypatch):
+    monkeypatch.setenv("SQAKD_EDGE_LAYOUT", "default")
+    model = copy.deepcopy(float_model)
+    assert training_layout(model, torch.randn(8, 1, 16, 16), CPU) == DEFAULT
+    assert not _is_channels_last(model)
+
+
 def test_sqakd_on_a_view_model_trains_instead_of_crashing(tmp_path):
     """The teacher's channels-last wrapper once crashed every LeNet-style model on CPU."""
     torch.manual_seed(0)

@@ -8,12 +8,14 @@ convolutions sum in another order).
 Not every model runs channels-last: ``x.view(n, -1)`` on a feature map (LeNet-style code) fails on a
 tensor that is not contiguous. The layout is therefore decided by running the model once on two images
 of the first batch, and a model that fails there keeps the default layout. On CUDA the layout is left
-as it is. ``SQAKD_EDGE_LAYOUT=default`` keeps the default layout everywhere,
-for runs that must repeat one another to the last digits: split over two processes, a channels-last
-run's first outputs agree to the bit, but its weight gradients differ in the last bit (a half batch is
-summed in another order), and a 4-bit student's rounding amplifies that to 0.45 % in the held-out loss
-after one epoch (``tests/test_ddp.py``; changing the layout in one process moves it 0.7 %), where the
-default layout agrees within 0.1 %.
+as it is.
+
+``SQAKD_EDGE_LAYOUT=default`` keeps the default layout everywhere, for runs that must repeat one
+another to the last digits: split over two processes, a channels-last run's first outputs agree to the
+bit, but its weight gradients differ in the last bit (a half batch is summed in another order), and a
+4-bit student's rounding amplifies that to 0.45 % in the held-out loss after one epoch
+(``tests/test_ddp.py``; changing the layout in one process moves it 0.7 %), where the default layout
+agrees within 0.1 %.
 """
 
 from __future__ import annotations

@@ -107,15 +107,11 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
         ctx.exit()
 
 
-def _contract_request(input_size: str | None, in_channels: int | None, num_classes: int | None, mean: str | None,
-                      std: str | None) -> Any:
-    from .config import parse_floats, parse_size
+def _contract_request(input_size: tuple[int, int] | None, in_channels: int | None, num_classes: int | None,
+                      mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> Any:
     from .models.resolve import ContractRequest
 
-    return ContractRequest(num_classes=num_classes, in_channels=in_channels,
-                           size=parse_size(input_size) if input_size else None,
-                           mean=parse_floats(mean, "mean") if mean else None,
-                           std=parse_floats(std, "std") if std else None)
+    return ContractRequest(num_classes=num_classes, in_channels=in_channels, size=input_size, mean=mean, std=std)
 
 
 @main.command(epilog=_TRAIN_EXAMPLES)
@@ -415,7 +411,7 @@ def bench(export_dir: Path, device: str, batch: tuple[int, ...], threads: int | 
     """
     from .bench.api import run_bench
     from .bench.report import render_console
-    from .bench.settings import BenchConfig
+    from .config import BenchConfig
 
     params = click.get_current_context().params
     config = BenchConfig(

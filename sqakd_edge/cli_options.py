@@ -15,6 +15,7 @@ so ``--config`` on either repeats the run exactly.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,89 @@ import click
 
 from .config import ACT_SIGNS, BACKWARDS, OPTIMIZERS, QUANTIZERS, QuantConfig
 from .errors import ConfigError, require
+
+# --- parameter types --------------------------------------------------------------------------------------
+
+
+class _InputShape(click.ParamType):
+    """``NxCxHxW`` (e.g. ``1x3x224x224``) -> ``(N, C, H, W)``; a bad value is a one-line ConfigError."""
+
+    name = "NxCxHxW"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).lower().replace(",", "x").split("x")
+        try:
+            dims = tuple(int(p) for p in parts)
+        except ValueError:
+            dims = ()
+        if len(dims) != 4 or any(d < 1 for d in dims):
+            raise ConfigError(f"--input-shape {value!r} is not NxCxHxW with positive integers (e.g. 1x1x28x28)")
+        return dims
+
+
+class _Batches(click.ParamType):
+    """``"1,32"`` -> ``(1, 32)``: positive batch sizes, each once; a bad value is a one-line ConfigError."""
+
+    name = "N[,N...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        text = str(value)
+        sizes: list[int] = []
+        for part in text.split(","):
+            part = part.strip()
+            if not part.isdigit() or int(part) < 1:
+                raise ConfigError(f"--batch takes positive integers separated by commas (e.g. 1,32), got {text!r}")
+            if int(part) not in sizes:
+                sizes.append(int(part))
+        return tuple(sizes)
+
+
+class _InputSize(click.ParamType):
+    """``"224"`` -> ``(224, 224)``; ``"224x160"`` -> ``(224, 160)`` (height x width); a bad value is a ConfigError."""
+
+    name = "N|HxW"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):  # recorded by a run (--config summary.json): [224, 160]
+            value = "x".join(str(v) for v in value)
+        parts = str(value).lower().replace("×", "x").split("x")
+        try:
+            dims = [int(p) for p in parts]
+        except ValueError:
+            dims = []
+        if len(dims) == 1:
+            dims = dims * 2
+        if len(dims) != 2 or any(d < 1 for d in dims):
+            raise ConfigError(f"--input-size {value!r} is not N or HxW with positive integers (e.g. 224 or 224x160)")
+        return dims[0], dims[1]
+
+
+class _Floats(click.ParamType):
+    """``"0.485,0.456,0.406"`` -> a tuple of finite floats; a bad value is a one-line ConfigError."""
+
+    name = "X[,X...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        flag = f"--{param.name}" if param is not None and param.name else "the value"
+        parts = list(value) if isinstance(value, tuple) else str(value).split(",")
+        try:
+            values = tuple(float(p) for p in parts if str(p).strip())
+        except (TypeError, ValueError):
+            values = ()
+        if not values or not all(math.isfinite(v) for v in values):
+            raise ConfigError(f"{flag} {value!r} is not a comma-separated list of finite numbers "
+                              "(e.g. 0.485,0.456,0.406)")
+        return values
+
+
+INPUT_SHAPE = _InputShape()
+INPUT_SIZE = _InputSize()
+FLOATS = _Floats()
+BATCHES = _Batches()
 
 
 class OptionGroup:
@@ -119,15 +203,15 @@ TRAINING_OVERRIDES = OptionGroup("training overrides", [
 ])
 
 CONTRACT = OptionGroup("input contract", [
-    _opt("--input-size", help="Input size N or HxW. [default: the dataset's for registered models, 224 for "
-         "torchvision (299 inception_v3)]"),
+    _opt("--input-size", type=INPUT_SIZE, help="Input size N or HxW. [default: the dataset's for registered models, "
+         "224 for torchvision (299 inception_v3)]"),
     _opt("--in-channels", type=int, help="Input channels (images are converted). [default: the dataset's for "
          "registered models, else 3]"),
     _opt("--num-classes", type=int, help="Classes of the model's output. [default: the weights' classifier, else "
          "the data's]"),
-    _opt("--mean", help="Per-channel normalisation mean, comma-separated. [default: the dataset's for registered "
-         "models, else ImageNet's]"),
-    _opt("--std", help="Per-channel normalisation std, comma-separated. [default: as --mean]"),
+    _opt("--mean", type=FLOATS, help="Per-channel normalisation mean, comma-separated. [default: the dataset's for "
+         "registered models, else ImageNet's]"),
+    _opt("--std", type=FLOATS, help="Per-channel normalisation std, comma-separated. [default: as --mean]"),
 ])
 
 REMOTE = OptionGroup("remote device", [
@@ -144,50 +228,6 @@ REMOTE = OptionGroup("remote device", [
     _opt("--docker", "docker_image", default=None, help="remote only: run the device program in this image."),
     _opt("--tegrastats", is_flag=True, help="remote only: sample board power while timing."),
 ])
-
-
-# --- parameter types --------------------------------------------------------------------------------------
-
-
-class _InputShape(click.ParamType):
-    """``NxCxHxW`` (e.g. ``1x3x224x224``) -> ``(N, C, H, W)``; a bad value is a one-line ConfigError."""
-
-    name = "NxCxHxW"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
-            return value
-        parts = str(value).lower().replace(",", "x").split("x")
-        try:
-            dims = tuple(int(p) for p in parts)
-        except ValueError:
-            dims = ()
-        if len(dims) != 4 or any(d < 1 for d in dims):
-            raise ConfigError(f"--input-shape {value!r} is not NxCxHxW with positive integers (e.g. 1x1x28x28)")
-        return dims
-
-
-class _Batches(click.ParamType):
-    """``"1,32"`` -> ``(1, 32)``: positive batch sizes, each once; a bad value is a one-line ConfigError."""
-
-    name = "N[,N...]"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
-            return value
-        text = str(value)
-        sizes: list[int] = []
-        for part in text.split(","):
-            part = part.strip()
-            if not part.isdigit() or int(part) < 1:
-                raise ConfigError(f"--batch takes positive integers separated by commas (e.g. 1,32), got {text!r}")
-            if int(part) not in sizes:
-                sizes.append(int(part))
-        return tuple(sizes)
-
-
-INPUT_SHAPE = _InputShape()
-BATCHES = _Batches()
 
 
 # --- --config FILE ----------------------------------------------------------------------------------------

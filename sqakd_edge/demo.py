@@ -103,7 +103,7 @@ def run_demo(out_dir: str | Path, *, data: str = "embedded", model: str = "resne
     log("[4/4] bench on this CPU with ONNX Runtime: FP32 (teacher) vs INT8 (student), batch 1 and 32")
     start = time.perf_counter()
     from .bench.api import run_bench
-    from .bench.settings import BenchConfig
+    from .config import BenchConfig
 
     run = run_bench(out / "export-cpu", BenchConfig(batches=(1, 32), warmup_iters=5, iters=None, duration_s=8.0,
                                                       data=data, data_limit=1000),

@@ -18,7 +18,7 @@ from sqakd_edge.bench.environment import cpu_facts, git_state
 from sqakd_edge.bench.inputs import EvalData
 from sqakd_edge.bench.report import render_console, render_markdown
 from sqakd_edge.bench.results import FIELDS, build_results, validate_results
-from sqakd_edge.bench.settings import BenchConfig
+from sqakd_edge.config import BenchConfig
 
 from .bench_fixtures import TinyNet, cached_export, copy_export, tiny_model, write_manifest
 

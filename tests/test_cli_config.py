@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 
+import click
 import numpy as np
 import pytest
 from PIL import Image
 
-from sqakd_edge.cli_options import REMOTE
+from sqakd_edge.cli_options import FLOATS, INPUT_SIZE, REMOTE
+from sqakd_edge.errors import ConfigError
 
 from .bench_fixtures import cached_export
 from .cli_helpers import one_line_error, run
@@ -91,3 +93,25 @@ def test_bench_records_its_options_and_results_json_repeats_them(tmp_path_factor
     one_line_error(run("bench", export, "--config", remote, "--out", tmp_path / "c"),
                    "--host are for a remote --device")
     assert REMOTE.given({"host": None, "setup": False, "port": 22}) == ["--port"]
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("224", (224, 224)), ("224x160", (224, 160)), ("96×64", (96, 64)), (32, (32, 32)), ((224, 160), (224, 160)),
+])
+def test_input_size_takes_the_flag_a_config_number_and_a_recorded_pair(given, expected):
+    assert INPUT_SIZE.convert(given, None, None) == expected
+
+
+@pytest.mark.parametrize("given", ["abc", "0", "2x0x3", "", "224x", (0, 5)])
+def test_a_bad_input_size_is_a_config_error(given):
+    with pytest.raises(ConfigError, match="--input-size .* is not N or HxW"):
+        INPUT_SIZE.convert(given, None, None)
+
+
+def test_floats_take_a_comma_list_a_config_list_and_refuse_non_finite_values():
+    mean = next(p for p in click.Command("x", params=[click.Option(["--mean"], type=FLOATS)]).params)
+    assert FLOATS.convert("0.485, 0.456,0.406", mean, None) == (0.485, 0.456, 0.406)
+    assert FLOATS.convert((0.5, 1), mean, None) == (0.5, 1.0)
+    for bad in ("1,x", "nan", "", ",", ("a",), (float("inf"),)):
+        with pytest.raises(ConfigError, match="^--mean .* is not a comma-separated list of finite numbers"):
+            FLOATS.convert(bad, mean, None)

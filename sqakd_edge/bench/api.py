@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_json, atomic_write_text, make_writable_dir
+from ..config import BenchConfig
 from ..errors import ConfigError
 from .backend import Backend, BenchJob, LocalBackend
 from .environment import collect_environment
@@ -23,7 +24,6 @@ from .export_dir import load_export_dir
 from .inputs import data_batch, load_eval_data, random_batch
 from .report import render_markdown
 from .results import build_results, validate_results
-from .settings import BenchConfig
 
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"

@@ -25,13 +25,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..config import BenchConfig
 from ..errors import ConfigError, EngineError, ExportError
 from ..hashing import file_sha256
 from .export_dir import ExportBundle
 from .inputs import EvalData, top1
 from .measure import measure
 from .runners import OrtRunner, Runner, TorchRunner, checkpoint_loader
-from .settings import BenchConfig
 
 
 @dataclass(frozen=True)

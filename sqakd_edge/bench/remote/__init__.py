@@ -26,6 +26,7 @@ reading the device's answer), :mod:`.backend`.
 
 from __future__ import annotations
 
+from ...config import RemoteOptions  # noqa: F401 -- run_device_bench's options, named here too
 from ..devices import CACHE_DIR, RemoteTarget, SshTarget  # noqa: F401
 from .backend import RemoteBackend, check_graphs_for_device, device_block, device_notes, make_backend  # noqa: F401
 from .document import (  # noqa: F401
@@ -38,7 +39,7 @@ from .document import (  # noqa: F401
                       notes_from_document,
                       precision_ran,
 )
-from .run import DeviceRun, RemoteOptions, _probe_problem, run_device_bench  # noqa: F401
+from .run import DeviceRun, _probe_problem, run_device_bench  # noqa: F401
 from .ssh import (  # noqa: F401
                       MAX_STDERR_LINE,
                       MAX_STDERR_LINES,

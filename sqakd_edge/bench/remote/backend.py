@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from ...config import RemoteOptions
 from ...errors import ConfigError, RemoteError
 from .. import devices
 from .document import comparisons_from_document, measurements_from_document, notes_from_document
-from .run import DeviceRun, RemoteOptions, run_device_bench
+from .run import DeviceRun, run_device_bench
 from .ssh import Progress
 
 

@@ -12,29 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from ...config import RemoteOptions
 from ...errors import RemoteError
 from .. import devices
 from .document import _parse_document
 from .power import _restore_power, _setup_power
 from .ssh import Progress, RemoteSession, _ssh_failure
 from .upload import _UNPACK, _sha256, _tar, prepare_upload
-
-
-@dataclass(frozen=True)
-class RemoteOptions:
-    """How to run this benchmark on the device (the device itself, and how to reach it, is the target).
-
-    Args:
-        setup: set the profile's benchmark power mode and ``jetson_clocks`` first, restore them after.
-        tegrastats: sample board power with ``tegrastats`` while timing.
-        workspace_mib: TensorRT builder workspace limit.
-        run_timeout_s: give up on the device program after this many seconds (None: never).
-    """
-
-    setup: bool = False
-    tegrastats: bool = False
-    workspace_mib: int = 256
-    run_timeout_s: float | None = None
 
 
 @dataclass

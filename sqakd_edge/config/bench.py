@@ -1,4 +1,4 @@
-"""The bench configuration: a frozen dataclass validated once, as every config in the package.
+"""What ``bench`` measures and how long (``BenchConfig``), and how it runs on a device (``RemoteOptions``).
 
 Units are explicit in the names: warm-up and timed work are counted in *iterations* (one
 ``infer`` call on one batch), a duration in *seconds*.
@@ -11,8 +11,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-
-GRAPH_KEYS = ("fp32", "int8", "eager")
+from .vocabulary import GRAPH_KEYS
 
 
 @dataclass(frozen=True)
@@ -81,3 +80,20 @@ class BenchConfig:
     def resolved_threads(self) -> int:
         """The thread count actually used: ``threads``, or the number of logical CPUs."""
         return self.threads if self.threads is not None else (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class RemoteOptions:
+    """How to run this benchmark on the device (the device itself, and how to reach it, is the target).
+
+    Args:
+        setup: set the profile's benchmark power mode and ``jetson_clocks`` first, restore them after.
+        tegrastats: sample board power with ``tegrastats`` while timing.
+        workspace_mib: TensorRT builder workspace limit.
+        run_timeout_s: give up on the device program after this many seconds (None: never).
+    """
+
+    setup: bool = False
+    tegrastats: bool = False
+    workspace_mib: int = 256
+    run_timeout_s: float | None = None

@@ -30,7 +30,7 @@ def is_torchscript(path: Path) -> bool:
         return False
 
 
-def first_line(exc: BaseException) -> str:
+def _load_error_text(exc: BaseException) -> str:
     """``Type: first line`` of an exception, without terminal escapes or torch's advice to load unsafely."""
     text = errors.first_line(exc, limit=400).split("Re-running `torch.")[0].strip()[:160]
     return f"{type(exc).__name__}: {text}" if text and text != type(exc).__name__ else type(exc).__name__
@@ -62,9 +62,9 @@ def read_torch_file(path: str | Path) -> Any:
                 f"(weights_only=True) refuses because unpickling it would run code; do not load it with "
                 f"weights_only=False: {SAVE_HINT}") from None
         detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
-        reason = detail.group(1).strip()[:120] if detail else first_line(exc)
+        reason = detail.group(1).strip()[:120] if detail else _load_error_text(exc)
         raise CheckpointError(f"{p} is corrupt, truncated or not a PyTorch file ({reason}); pass a .pt file "
                               "written by torch.save") from None
     except Exception as exc:  # truncated zips, text files, random bytes: torch raises many types
-        raise CheckpointError(f"{p} is corrupt, truncated or not a PyTorch file ({first_line(exc)}); pass a "
+        raise CheckpointError(f"{p} is corrupt, truncated or not a PyTorch file ({_load_error_text(exc)}); pass a "
                               ".pt file written by torch.save") from None

@@ -9,7 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
-from sqakd_edge.config import IMAGENET_MEAN, InputContract, QuantConfig, parse_floats, parse_size
+from sqakd_edge.config import IMAGENET_MEAN, InputContract, QuantConfig
 from sqakd_edge.errors import CheckpointError, ConfigError
 from sqakd_edge.models.resolve import ContractRequest, rebuild_model, resolve_model
 from sqakd_edge.models.sources import adapt_input_channels, build, parse_model_source
@@ -207,13 +207,6 @@ def test_untraceable_models_are_refused_naming_where():
         plan_quantization(Net(), QuantConfig())
 
 
-def test_size_and_list_parsers():
-    assert parse_size("224") == (224, 224) and parse_size("96x128") == (96, 128)
-    assert parse_floats("0.5,0.25", "mean") == (0.5, 0.25)
-    for bad in ("0", "axb", "1x2x3"):
-        with pytest.raises(ConfigError):
-            parse_size(bad)
-    with pytest.raises(ConfigError, match="finite"):
-        parse_floats("nan", "std")
+def test_a_contract_needs_one_mean_and_std_per_channel():  # the flags' parsers: tests/test_cli_config.py
     with pytest.raises(ConfigError, match="2 value.*3 channel"):
         InputContract(3, 32, 32, (0.5, 0.5), (0.2, 0.2, 0.2))

@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--first-last-bits", type=int, default=0,
                    help="quantize the first and last layer at this many bits (8: the all-integer ONNX Runtime "
                         "graph); 0: keep them float (paper)")
+    p.add_argument("--int32-bias", action="store_true",
+                   help="students train with ONNX Runtime's int32 bias grid (train --int32-bias)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--quant-lr", type=float, default=None, help="override the recipe's quantizer lr")
     p.add_argument("--lr", type=float, default=None, help="override the recipe's student lr")
@@ -191,6 +193,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"with `{s['backward']}` backward, per-channel weights, "
         + (f"first and last layer at {s['first_last_bits']} bits, " if s.get("first_last_bits")
            else "first and last layer float (paper), ")
+        + ("biases on ONNX Runtime's int32 grid (`--int32-bias`), " if s.get("int32_bias") else "")
         + "deployable "
         "(INT8-exportable) grids.",
         f"- Teacher: float, {s['teacher_epochs']} epochs on {s['teacher_images']} training images (10 % of them "
@@ -289,7 +292,8 @@ def main(argv: list[str] | None = None) -> None:
                   "bits": args.bits, "seeds": args.seeds, "teacher_epochs": args.teacher_epochs,
                   "student_epochs": args.student_epochs, "teacher_images": args.teacher_subset or 60000,
                   "student_images": args.student_subset or 60000, "teacher_config": to_dict(t_config),
-                  "teacher_config_short": short(t_config), "first_last_bits": args.first_last_bits},
+                  "teacher_config_short": short(t_config), "first_last_bits": args.first_last_bits,
+                  "int32_bias": args.int32_bias},
         "runs": [], "table": [], "notes": notes,
     }
 
@@ -322,7 +326,8 @@ def main(argv: list[str] | None = None) -> None:
             log(f"{name}: test acc {pct(row['test_acc'])}%")
         for bits in args.bits:
             quant = QuantConfig(quantizer=args.quantizer, backward=args.backward, wbits=bits, abits=bits,
-                                keep_first_last_float=not args.first_last_bits, first_last_bits=args.first_last_bits)
+                                keep_first_last_float=not args.first_last_bits, first_last_bits=args.first_last_bits,
+                                int32_bias=args.int32_bias)
             for method in METHODS:
                 config = get_recipe("fashion-mnist").apply(method=method, epochs=args.student_epochs,
                                                            batch_size=args.batch_size, seed=seed, **overrides)

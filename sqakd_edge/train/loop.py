@@ -232,19 +232,8 @@ def _fit(
     info = dist_info or DistInfo()
     device = device_for(info)
     out = Path(out_dir)
-    if config.uses_labels and not data.labelled:
-        raise DataError(f"method {config.method!r} needs labels but the data has none; use --method sqakd "
-                        "(label-free) or labelled data")
-    if config.uses_teacher and teacher is None:
-        raise ConfigError(f"method {config.method!r} needs a teacher; pass --teacher CKPT")
-    if config.batch_size % info.world_size:
-        raise ConfigError(f"batch size {config.batch_size} does not divide over {info.world_size} processes; "
-                          f"use a multiple of {info.world_size}")
+    _check_run(data, config, teacher, info)
     per_rank_batch = config.batch_size // info.world_size
-    n_train = len(data.train)  # type: ignore[arg-type]
-    if n_train < config.batch_size:
-        raise DataError(f"the training split has {n_train} examples, fewer than one batch of {config.batch_size}; "
-                        "lower --batch-size or add data")
     resume_from = prepare_run_dir(out, resume=resume, force=force, info=info)
     if info.is_main and data.labelled and data.test is None and data.meta.get("test_missing"):
         log(f"note: no test split ({data.meta['test_missing']}); test accuracy is not reported, selection uses "
@@ -297,21 +286,8 @@ def _fit(
         row = _train_epoch(task, student, loader, optimizer, scaler, state, epoch, config, info, device,
                            progress, last_path)
         broadcast_buffers(student, info)  # every process evaluates rank 0's model, the one saved below
-        if data.held_out is not None:
-            held = evaluate(student, data.held_out, config, teacher=eval_teacher, labelled=data.labelled,
-                            dist_info=info, device=device)
-            row.update({f"val_{k}": v for k, v in held.items() if k != "n"})
-        if data.test is not None and data.labelled:
-            test = evaluate(student, data.test, config, teacher=eval_teacher, labelled=True, dist_info=info,
-                            device=device)
-            row.update({f"test_{k}": v for k, v in test.items() if k != "n"})
-        # Selection: the method's own loss on held-out training data (the KL for SQAKD: no labels).
-        score = row.get("val_loss", row["train_loss"])
-        improved = not state.best or score < state.best["score"]
-        if improved:
-            state.best = {"epoch": epoch + 1, "score": score,
-                          "metric": "val_loss" if "val_loss" in row else "train_loss"}
-        row["best_epoch"] = state.best["epoch"]
+        row.update(_held_out_metrics(student, data, config, eval_teacher, info, device))
+        improved = _select(row, state, epoch)
         state.history.append(row)
         state.epoch = epoch + 1
         rng_states = gather_objects(torch.get_rng_state(), info)  # collective: every process calls it
@@ -325,13 +301,55 @@ def _fit(
     if info.is_main:
         summary = {"method": config.method, "epochs": config.epochs, "best": state.best,
                    "last": state.history[-1] if state.history else {}, "seconds": seconds,
-                   "quant": to_dict(quant) if quant is not None else None, "model": model_meta}
-        if quant_plan is not None:
-            summary["layers"] = quant_plan
-        if options is not None:
-            summary["options"] = options
+                   "quant": to_dict(quant) if quant is not None else None, "model": model_meta,
+                   **({"layers": quant_plan} if quant_plan is not None else {}),
+                   **({"options": options} if options is not None else {})}
         write_summary(out, summary)
     return FitResult(out, best_path, last_path, state.history, state.best, seconds)
+
+
+def _check_run(data: RunData, config: TrainConfig, teacher: nn.Module | None, info: DistInfo) -> None:
+    """What must hold before anything is written: labels, a teacher, and batches that fit."""
+    if config.uses_labels and not data.labelled:
+        raise DataError(f"method {config.method!r} needs labels but the data has none; use --method sqakd "
+                        "(label-free) or labelled data")
+    if config.uses_teacher and teacher is None:
+        raise ConfigError(f"method {config.method!r} needs a teacher; pass --teacher CKPT")
+    if config.batch_size % info.world_size:
+        raise ConfigError(f"batch size {config.batch_size} does not divide over {info.world_size} processes; "
+                          f"use a multiple of {info.world_size}")
+    n_train = len(data.train)  # type: ignore[arg-type]
+    if n_train < config.batch_size:
+        raise DataError(f"the training split has {n_train} examples, fewer than one batch of {config.batch_size}; "
+                        "lower --batch-size or add data")
+
+
+def _held_out_metrics(student: nn.Module, data: RunData, config: TrainConfig, teacher: nn.Module | None,
+                      info: DistInfo, device: torch.device) -> dict[str, Any]:
+    """``val_*`` (held-out training data) and ``test_*`` (labelled test split) metrics of one epoch."""
+    row: dict[str, Any] = {}
+    if data.held_out is not None:
+        held = evaluate(student, data.held_out, config, teacher=teacher, labelled=data.labelled, dist_info=info,
+                        device=device)
+        row.update({f"val_{k}": v for k, v in held.items() if k != "n"})
+    if data.test is not None and data.labelled:
+        test = evaluate(student, data.test, config, teacher=teacher, labelled=True, dist_info=info, device=device)
+        row.update({f"test_{k}": v for k, v in test.items() if k != "n"})
+    return row
+
+
+def _select(row: dict[str, Any], state: LoopState, epoch: int) -> bool:
+    """Whether this epoch is the best so far (recorded in ``state`` and ``row``).
+
+    Selection is by the method's own loss on held-out training data (the KL for SQAKD: no labels), by the
+    training loss where nothing is held out.
+    """
+    score = row.get("val_loss", row["train_loss"])
+    improved = not state.best or score < state.best["score"]
+    if improved:
+        state.best = {"epoch": epoch + 1, "score": score, "metric": "val_loss" if "val_loss" in row else "train_loss"}
+    row["best_epoch"] = state.best["epoch"]
+    return improved
 
 
 def _train_epoch(task: DistillationTask, student: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import ConfigError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -73,3 +75,18 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike[str], document: Any) -> Path:
     """Write ``document`` as indented JSON to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(document, indent=2, sort_keys=False) + "\n")
+
+
+def prepare_output_dir(path: Path, holds: str) -> None:
+    """Make ``--out`` ``path`` and prove it writable now, not after the first epoch or timed round.
+
+    A file in its place, a read-only mount, a file in the path or a missing permission is one line naming
+    the folder and ``holds`` (what goes there: "the run", "the results").
+    """
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file; pass a folder for {holds}")
+    try:
+        make_writable_dir(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {holds} to --out {path} ({exc.strerror or exc}); choose a writable "
+                          "folder") from None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_json, atomic_write_text, make_writable_dir
+from ..atomic import atomic_write_json, atomic_write_text, prepare_output_dir
 from ..config import BenchConfig
 from ..errors import ConfigError
 from .backend import Backend, BenchJob, LocalBackend
@@ -154,11 +154,5 @@ def _results_dir(given: Path | None, default: Path) -> Path:
     if given is None and out_dir.is_symlink():
         raise ConfigError(f"{out_dir} is a link ({os.readlink(out_dir)}); results are not written through a link "
                           "there: remove it or pass --out FOLDER")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} is a file; give a folder for results.json, report.md and latency.png")
-    try:
-        make_writable_dir(out_dir)
-    except OSError as exc:
-        raise ConfigError(f"cannot write the results to {out_dir} ({exc.strerror or exc}); pass --out in a writable "
-                          "folder") from None
+    prepare_output_dir(out_dir, "the results (results.json, report.md, latency.png)")
     return out_dir

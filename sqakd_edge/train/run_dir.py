@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write, atomic_write_text, make_writable_dir
+from ..atomic import atomic_write, atomic_write_text, prepare_output_dir
 from ..errors import ConfigError
 from ..stale import remove_stale, restore_set_aside
 from .distributed import DistInfo
@@ -37,22 +37,8 @@ def prepare_run_dir(out_dir: Path, *, resume: bool, force: bool, info: DistInfo)
         raise ConfigError(f"{out_dir} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
                           "--force to replace it, or choose another --out")
     if info.is_main:
-        _check_writable(out_dir)
+        prepare_output_dir(out_dir, "the run")
     return None
-
-
-def _check_writable(out_dir: Path) -> None:
-    """Make ``out_dir`` and write a probe into it now, not after the first epoch.
-
-    A read-only mount, a file in the path or a missing permission is one line naming the folder.
-    """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} is a file; pass a folder for the run")
-    try:
-        make_writable_dir(out_dir)
-    except OSError as exc:
-        raise ConfigError(f"cannot write the run to --out {out_dir} ({exc.strerror or exc}); choose a writable "
-                          "folder") from None
 
 
 def copy_atomic(src: Path, dst: Path) -> None:

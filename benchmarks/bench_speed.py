@@ -7,8 +7,8 @@ Models (random weights; speed does not depend on the values):
 For each model, batch 1 and 32, 1 and 2 threads, seven variants are timed in alternating rounds on the
 same input, through the package's own runners and timing loop (sqakd_edge.bench):
   fp32        ONNX Runtime, the FP32 graph (torch.onnx.export, opset 13);
-  int8-trt    `sqakd-edge export --int8 --target tensorrt` of the SQAKD student (W4A4 LSQ, the CLI's
-              defaults: first/last layer float, 8-bit branch quantizers, a shared 4-bit residual
+  int8-trt    `sqakd-edge export --int8 --target tensorrt` of the SQAKD student (W4A4 LSQ, or
+              --quantizer; the CLI's defaults: first/last layer float, 8-bit branch quantizers, a shared 4-bit residual
               stream): s8 symmetric Q/DQ;
   int8-ort    the same student, `--target onnxruntime`: u8 activations, s8 per-channel weights;
   int8-ort-int  the student with its first and last layer quantized at 8 bits (`train --first-last-bits 8`),
@@ -24,7 +24,8 @@ depends on the graph, not on the values (parity runs on 16 random inputs and is 
 Iterations per configuration adapt to a time budget: after warm-up, enough rounds to fill
 --budget seconds, at least --min-iters and at most --max-iters per variant.
 
-Usage:  PYTHONPATH=. python benchmarks/bench_speed.py [--out benchmarks/results] [--budget 25]
+Usage:  PYTHONPATH=. python benchmarks/bench_speed.py [--out benchmarks/results] [--budget 25] [--quantizer pact]
+(another --quantizer than lsq writes bench_speed.<quantizer>.md/.json, so each family's table stands on its own).
 """
 
 from __future__ import annotations
@@ -147,17 +148,17 @@ def quantize(fp32: Path, out: Path, shape: tuple[int, int, int], style: str) -> 
 
 
 def export_student(model: nn.Module, name: str, shape: tuple[int, int, int], num_classes: int, target: str,
-                   out_dir: Path, first_last_bits: int = 0) -> tuple[Path, dict[str, Any]]:
-    """``sqakd-edge export --int8`` of the model's W4A4 LSQ student (the CLI's defaults, or its first and last
-    layer at ``first_last_bits``): graph, parity."""
+                   out_dir: Path, first_last_bits: int = 0, quantizer: str = "lsq") -> tuple[Path, dict[str, Any]]:
+    """``sqakd-edge export --int8`` of the model's W4A4 ``quantizer`` student (the CLI's defaults, or its first and
+    last layer at ``first_last_bits``): graph, parity."""
     from sqakd_edge.config import QuantConfig
     from sqakd_edge.export.api import ExportConfig, ExportInputs, export_model
     from sqakd_edge.export.inputs import ParityData
     from sqakd_edge.quant import prepare_qat
 
     torch.manual_seed(0)
-    quant = QuantConfig(keep_first_last_float=False, first_last_bits=first_last_bits) if first_last_bits \
-        else QuantConfig()
+    quant = QuantConfig(quantizer=quantizer, keep_first_last_float=False, first_last_bits=first_last_bits) \
+        if first_last_bits else QuantConfig(quantizer=quantizer)
     student = prepare_qat(model, quant).eval()
     x = torch.randn(16, *shape)
     with torch.no_grad():
@@ -342,6 +343,8 @@ def main() -> None:
     parser.add_argument("--max-iters", type=int, default=300)
     parser.add_argument("--keep-graphs", type=Path, help="also copy every timed ONNX graph here (e.g. to profile "
                         "one with benchmarks/ort_profile.py)")
+    parser.add_argument("--quantizer", default="lsq", choices=("lsq", "pact", "dorefa", "interval"),
+                        help="the students' quantizer family (the backward does not change the graph)")
     args = parser.parse_args()
     started = time.perf_counter()
     torch.manual_seed(0)
@@ -359,7 +362,8 @@ def main() -> None:
             for v, target, ends in (("int8-trt", "tensorrt", 0), ("int8-ort", "onnxruntime", 0),
                                     ("int8-ort-int", "onnxruntime", 8)):
                 paths[v], parity[v] = export_student(model, MODEL_NAMES[name], shape, NUM_CLASSES[name], target,
-                                                     Path(tmp) / f"{name}.{v}", first_last_bits=ends)
+                                                     Path(tmp) / f"{name}.{v}", first_last_bits=ends,
+                                                     quantizer=args.quantizer)
             if args.keep_graphs:
                 args.keep_graphs.mkdir(parents=True, exist_ok=True)
                 for v, path in paths.items():
@@ -378,11 +382,12 @@ def main() -> None:
         "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "command": "PYTHONPATH=. python " + " ".join(["benchmarks/bench_speed.py", *sys.argv[1:]]),
         "runtime_s": time.perf_counter() - started,
-        "int8_graphs": ("int8-trt and int8-ort are `sqakd-edge export --int8` of the model's W4A4 LSQ student (first "
-                        "and last layer float, 8-bit residual-branch quantizers, a shared 4-bit residual "
-                        "stream; int8-ort-int: first and last layer at 8 bits); ort-qs and ort-qs-u8 are "
-                        "onnxruntime.quantization.quantize_static of the float model (QDQ, MinMax calibration "
-                        "on 32 standard-normal images)"),
+        "quantizer": args.quantizer,
+        "int8_graphs": (f"int8-trt and int8-ort are `sqakd-edge export --int8` of the model's W4A4 "
+                        f"{args.quantizer} student (first and last layer float, 8-bit residual-branch "
+                        "quantizers, a shared 4-bit residual stream; int8-ort-int: first and last layer at 8 "
+                        "bits); ort-qs and ort-qs-u8 are onnxruntime.quantization.quantize_static of the float "
+                        "model (QDQ, MinMax calibration on 32 standard-normal images)"),
         "variants": DESCRIPTIONS,
         "environment": collect_environment(threads=0),
         "models": models,
@@ -390,10 +395,11 @@ def main() -> None:
     doc["environment"]["threads"] = [int(t) for t in args.threads.split(",")]
     doc["targets"] = check_targets(doc) if "resnet18-tinyimagenet" in args.models and "2" in args.threads else []
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / "bench_speed.json", doc)
-    atomic_write_text(args.out / "bench_speed.md", render_markdown(doc))
+    stem = "bench_speed" if args.quantizer == "lsq" else f"bench_speed.{args.quantizer}"
+    atomic_write_json(args.out / f"{stem}.json", doc)
+    atomic_write_text(args.out / f"{stem}.md", render_markdown(doc))
     print("\n".join(doc["targets"]))
-    print(f"wrote {args.out / 'bench_speed.md'} and bench_speed.json in {doc['runtime_s']:.0f} s")
+    print(f"wrote {args.out / stem}.md and {stem}.json in {doc['runtime_s']:.0f} s")
 
 
 if __name__ == "__main__":

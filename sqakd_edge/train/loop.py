@@ -165,25 +165,7 @@ def evaluate(
     return out
 
 
-def fit(student: nn.Module, data: RunData, config: TrainConfig, out_dir: str | Path, *, force: bool = False,
-        resume: bool = False, dist_info: DistInfo | None = None, log: Callable[[str], None] = print,
-        **kwargs: Any) -> FitResult:
-    """Train and checkpoint ``student``; see :func:`_fit` for the arguments.
-
-    With ``force``, the run already in ``out_dir`` is moved aside first and restored if the new run fails
-    before writing its first checkpoint (``run_dir.replacing_run``).
-    """
-    info = dist_info or DistInfo()
-    out = Path(out_dir)
-    with replacing_run(out, force=force, resume=resume, info=info, log=log):
-        try:
-            return _fit(student, data, config, out, force=force, resume=resume, dist_info=dist_info, log=log,
-                        **kwargs)
-        finally:
-            restore_default_layout(student)  # training may have run it channels-last (.layout)
-
-
-def _fit(
+def fit(
     student: nn.Module,
     data: RunData,
     config: TrainConfig,
@@ -194,12 +176,12 @@ def _fit(
     teacher_meta: dict[str, Any] | None = None,
     quant: QuantConfig | None = None,
     quant_plan: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
     resume: bool = False,
     force: bool = False,
     progress: bool = True,
     dist_info: DistInfo | None = None,
     log: Callable[[str], None] = print,
-    options: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``student`` (a float model for ``method="fp"``, else a fake-quant student) and checkpoint it.
 
@@ -213,13 +195,16 @@ def _fit(
         teacher_meta: what to record about the teacher (path, hash); never its weights.
         quant: the student's quantization config (None for float models).
         quant_plan: which layers are quantized and why the others stay float (for ``summary.json``).
+        options: the resolved CLI options by command (``{"train": {...}}``), recorded in ``summary.json`` so
+            ``--config summary.json`` repeats the run.
         resume: continue from ``out_dir/last.pt``.
         force: replace a run already in ``out_dir``.
         progress: show a progress bar.
         dist_info: the torchrun process group (None: one process).
         log: where one-line messages go.
-        options: the resolved CLI options by command (``{"train": {...}}``), recorded in ``summary.json`` so
-            ``--config summary.json`` repeats the run.
+
+    With ``force``, the run already in ``out_dir`` is moved aside first and restored if the new run fails
+    before writing its first checkpoint (``run_dir.replacing_run``).
 
     Returns:
         A :class:`FitResult`.
@@ -230,8 +215,32 @@ def _fit(
         TrainingError: the loss became NaN or infinite (the last good checkpoint is kept).
     """
     info = dist_info or DistInfo()
-    device = device_for(info)
     out = Path(out_dir)
+    record = RunRecord(model_meta, teacher_meta, quant, quant_plan, options)
+    with replacing_run(out, force=force, resume=resume, info=info, log=log):
+        try:
+            return _fit(student, teacher, data, config, out, record, resume=resume, force=force, progress=progress,
+                        info=info, log=log)
+        finally:
+            restore_default_layout(student)  # training may have run it channels-last (.layout)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run writes about itself next to the weights (checkpoint header, ``summary.json``)."""
+
+    model_meta: dict[str, Any]
+    teacher_meta: dict[str, Any] | None
+    quant: QuantConfig | None
+    quant_plan: dict[str, Any] | None
+    options: dict[str, Any] | None
+
+
+def _fit(student: nn.Module, teacher: nn.Module | None, data: RunData, config: TrainConfig, out: Path,
+         record: RunRecord, *, resume: bool, force: bool, progress: bool, info: DistInfo,
+         log: Callable[[str], None]) -> FitResult:
+    """:func:`fit` inside its run folder: check, set up, train epoch by epoch, checkpoint, summarise."""
+    device = device_for(info)
     _check_run(data, config, teacher, info)
     per_rank_batch = config.batch_size // info.world_size
     resume_from = prepare_run_dir(out, resume=resume, force=force, info=info)
@@ -250,9 +259,9 @@ def _fit(
                         persistent_workers=config.num_workers > 0)
     kind = "fp" if config.method == "fp" else "student"
     header: dict[str, Any] = {
-        "format": FORMAT, "version": VERSION, "kind": kind, "model": model_meta, "data": data.meta,
-        "quant": to_dict(quant) if quant is not None else None, "train": to_dict(config),
-        "teacher": teacher_meta, "sqakd_edge_version": __version__,
+        "format": FORMAT, "version": VERSION, "kind": kind, "model": record.model_meta, "data": data.meta,
+        "quant": to_dict(record.quant) if record.quant is not None else None, "train": to_dict(config),
+        "teacher": record.teacher_meta, "sqakd_edge_version": __version__,
     }
     # Quantizer ranges from the first global batch, before the optimiser and DDP exist, so every process starts
     # from rank 0's values (DDP broadcasts parameters and buffers at construction) and N processes start where
@@ -275,7 +284,8 @@ def _fit(
     if info.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
-    task = DistillationTask(model, config, teacher, device, quant, sample=first_images, student_layout=student_layout)
+    task = DistillationTask(model, config, teacher, device, record.quant, sample=first_images,
+                            student_layout=student_layout)
     scaler = torch.amp.GradScaler("cuda", enabled=task.needs_grad_scaler)
     eval_teacher = task.teacher
 
@@ -301,9 +311,9 @@ def _fit(
     if info.is_main:
         summary = {"method": config.method, "epochs": config.epochs, "best": state.best,
                    "last": state.history[-1] if state.history else {}, "seconds": seconds,
-                   "quant": to_dict(quant) if quant is not None else None, "model": model_meta,
-                   **({"layers": quant_plan} if quant_plan is not None else {}),
-                   **({"options": options} if options is not None else {})}
+                   "quant": header["quant"], "model": record.model_meta,
+                   **({"layers": record.quant_plan} if record.quant_plan is not None else {}),
+                   **({"options": record.options} if record.options is not None else {})}
         write_summary(out, summary)
     return FitResult(out, best_path, last_path, state.history, state.best, seconds)
 

@@ -94,7 +94,8 @@ def quant_config_of(ckpt: dict[str, Any]) -> QuantConfig:
     """The student's :class:`QuantConfig` as its checkpoint records it."""
     # Keys a checkpoint written before the option existed lacks: the student it holds had no such thing.
     try:
-        return from_dict(QuantConfig, {"residual_bits": 0, "share_residual_stream": False, **ckpt["quant"]})
+        return from_dict(QuantConfig, {"residual_bits": 0, "share_residual_stream": False, "learned_stream_step": False,
+                                        **ckpt["quant"]})
     except (ConfigError, TypeError) as exc:
         raise CheckpointError(f"the checkpoint's quantization settings are invalid ({exc}); re-run training") from None
 

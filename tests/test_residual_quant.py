@@ -109,12 +109,30 @@ def test_a_residual_stream_tensor_gets_one_quantizer_shared_with_the_layers_read
     assert s.get_submodule("layer1.0.bn2").quantizer.bits == 8
 
 
-def test_separate_streams_and_dorefa_keep_one_quantizer_per_reader():
-    for config in (QuantConfig(share_residual_stream=False), QuantConfig(quantizer="dorefa")):
+def test_separate_streams_keep_one_quantizer_per_reader():
+    for config in (QuantConfig(share_residual_stream=False),
+                   QuantConfig(quantizer="dorefa", learned_stream_step=False)):  # a DoReFa student of before
         s = prepare_qat(create_model("resnet20", 10, 3), config)
         assert not hasattr(s.layer1[0], "input_quantizer")
         assert s.layer1[0].output_quantizer is not s.layer1[1].conv1.act_quantizer
         assert s.layer1[0].output_quantizer.bits == 8
+
+
+def test_a_dorefa_student_shares_its_stream_through_a_learned_step():
+    """DoReFa's fixed [0, 1] range would clip the skip: the shared stream quantizer is LSQ's; the rest stays DoReFa."""
+    from sqakd_edge.quant.quantizers import DoReFaActivation, DoReFaWeight, LSQActivation
+
+    s = prepare_qat(create_model("resnet20", 10, 3), QuantConfig(quantizer="dorefa", wbits=4, abits=4))
+    shared = s.layer1[0].output_quantizer
+    assert shared is s.layer1[1].conv1.act_quantizer and isinstance(shared, LSQActivation) and shared.bits == 4
+    assert isinstance(s.layer1[0].input_quantizer, LSQActivation)  # the first block's float skip
+    assert isinstance(s.layer1[0].conv2.act_quantizer, DoReFaActivation)  # inside the block: DoReFa's own
+    assert isinstance(s.layer1[0].conv1.weight_quantizer, DoReFaWeight)
+    x = torch.randn(4, 3, 32, 32) * 3
+    with torch.no_grad():
+        s.eval()(x)
+        stream = s.layer1[0](torch.relu(s.bn1(s.conv1(x))))
+    assert float(stream.max()) > 1.0  # the skip is not clipped at DoReFa's 1
 
 
 def test_a_shared_quantizer_leaves_its_readers_values_unchanged_and_survives_a_state_dict(float_model):
@@ -150,3 +168,17 @@ def test_a_checkpoint_from_before_shared_streams_loads_with_separate_quantizers(
     assert quant_config_of(ckpt).share_residual_stream is False
     rebuilt = build_model_from_checkpoint(ckpt)
     assert rebuilt.layer1[0].output_quantizer is not rebuilt.layer1[1].conv1.act_quantizer
+
+
+def test_a_dorefa_checkpoint_from_before_the_learned_stream_step_loads_as_it_was_trained(float_model):
+    """Written before ``learned_stream_step``: a DoReFa student with one quantizer per reader, which must still fit."""
+    old = prepare_qat(float_model, QuantConfig(quantizer="dorefa", learned_stream_step=False))
+    quant = to_dict(QuantConfig(quantizer="dorefa"))
+    del quant["learned_stream_step"]
+    ckpt = {"kind": "student", "quant": quant, "state_dict": old.state_dict(),
+            "model": {"name": "resnet20", "num_classes": 4, "in_channels": 1, "input_size": 16}}
+    assert quant_config_of(ckpt).learned_stream_step is False
+    rebuilt = build_model_from_checkpoint(ckpt)  # the state dict fits the structure it was saved from
+    assert rebuilt.layer1[0].output_quantizer is not rebuilt.layer1[1].conv1.act_quantizer
+    new = prepare_qat(float_model, QuantConfig(quantizer="dorefa"))
+    assert set(new.state_dict()) != set(old.state_dict())  # the new student differs: the key matters

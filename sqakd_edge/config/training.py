@@ -46,8 +46,12 @@ class QuantConfig:
             tensor at ``residual_bits`` and each reader re-quantizing it to ``abits``). The conv inputs
             are the same ``abits`` grids either way; the skip then carries that grid too, and the
             exported graph has no requantization between blocks (faster on ONNX Runtime:
-            ``benchmarks/bench_speed.py``). Needs ``residual_bits`` > 0; DoReFa students keep separate quantizers (their
-            fixed [0, 1] activation range would clip the skip).
+            ``benchmarks/bench_speed.py``). Needs ``residual_bits`` > 0.
+        learned_stream_step: in a DoReFa student, the shared stream quantizer is LSQ's (a learned step):
+            DoReFa's fixed [0, 1] range would clip the skip, so before this option DoReFa students kept each
+            reader's own quantizer and an unshared stream (a requantization before every block, 0.7-0.85x
+            the speed of the other families on ONNX Runtime). False: that older student (checkpoints
+            written before the option load as False). Other families ignore it.
     """
 
     quantizer: str = "lsq"
@@ -65,6 +69,7 @@ class QuantConfig:
     ewgs_update_every: int = 0
     residual_bits: int = 8
     share_residual_stream: bool = True
+    learned_stream_step: bool = True
 
     def __post_init__(self) -> None:
         one_of("quantizer", self.quantizer, QUANTIZERS)

@@ -109,7 +109,7 @@ def quantize_residuals(student: nn.Module, config: QuantConfig) -> list[str]:
             module.output_quantizer = residual_quantizer(config, "auto")
             module.register_forward_hook(_quantize_block_output)
             blocks.append(block)
-    if config.share_residual_stream and config.quantizer != "dorefa":
+    if config.share_residual_stream and (config.quantizer != "dorefa" or config.learned_stream_step):
         share_stream_quantizers(student, config)
     return branches + blocks
 
@@ -142,7 +142,8 @@ def share_stream_quantizers(student: nn.Module, config: QuantConfig) -> list[str
     A reader's quantizer then sees values already on its grid and returns them unchanged (idempotent),
     so the student computes what the exported graph computes, and export writes one Q/DQ per tensor.
     Block outputs that no quant layer reads (the last block's, read by a float classifier) keep
-    ``residual_bits``.
+    ``residual_bits``. In a DoReFa student (``learned_stream_step``) the shared quantizer is LSQ's, so
+    the stream's readers take LSQ inputs; their weights, and every other input, stay DoReFa's.
 
     Returns:
         The names of the shared quantizers (``block.output_quantizer`` / ``block.input_quantizer``).
@@ -156,8 +157,11 @@ def share_stream_quantizers(student: nn.Module, config: QuantConfig) -> list[str
         return [u for u in node.users if u.op == "call_module" and isinstance(modules[str(u.target)], QuantLayer)
                 and u.args[0] is node]
 
+    # DoReFa's fixed [0, 1] range would clip the skip: its students' stream takes LSQ's learned step
+    family = "lsq" if config.quantizer == "dorefa" else config.quantizer
+
     def share(owner: nn.Module, attr: str, layers: list[fx.Node]) -> None:
-        quantizer = make_act_quantizer(config, config.abits, config.act_sign)
+        quantizer = make_act_quantizer(config, config.abits, config.act_sign, family)
         setattr(owner, attr, quantizer)
         for layer in layers:
             student.get_submodule(str(layer.target)).act_quantizer = quantizer  # type: ignore[union-attr]

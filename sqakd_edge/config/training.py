@@ -49,9 +49,9 @@ class QuantConfig:
             ``benchmarks/bench_speed.py``). Needs ``residual_bits`` > 0.
         learned_stream_step: in a DoReFa student, the shared stream quantizer is LSQ's (a learned step):
             DoReFa's fixed [0, 1] range would clip the skip, so before this option DoReFa students kept each
-            reader's own quantizer and an unshared stream (a requantization before every block, 0.7-0.85x
-            the speed of the other families on ONNX Runtime). False: that older student (checkpoints
-            written before the option load as False). Other families ignore it.
+            reader's own quantizer and an unshared stream (a requantization before every block, which
+            ONNX Runtime runs as separate ops: ``benchmarks/results/bench_speed.dorefa_unshared.md``). False: that
+            older student (checkpoints written before the option load as False). Other families ignore it.
     """
 
     quantizer: str = "lsq"

@@ -8,6 +8,7 @@ as Polygraphy's comparator treats its runners.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,7 +197,8 @@ def fp16_graph(float_model: nn.Module, float_source: str, config: ExportConfig, 
     """``model.fp16.onnx``: float16 weights and compute, float32 I/O, parity-checked against float32 PyTorch.
 
     TensorRT 11 has no FP16 builder flag (networks are strongly typed): an FP16 engine needs this graph.
-    A model whose operators have no float16 export is left out with a note, not failed.
+    A model whose operators have no float16 export, or whose values overflow float16, is left out with a
+    note, not failed.
     """
     from .lint import lint_model, summarize
     from .onnx_io import check_model, to_onnx
@@ -215,6 +217,14 @@ def fp16_graph(float_model: nn.Module, float_source: str, config: ExportConfig, 
     labels = pdata.labels[: len(inputs)].numpy() if pdata.labels is not None else None
     parity = graph_parity(data, inputs.numpy(), fp32.reference.numpy(), ParityThresholds(FP16_MIN_TOP1, FP16_MIN_TOP1),
                           threads=config.threads, labels=labels)
+    if not all(math.isfinite(parity[level]["max_abs_dlogit"]) for level in ("off", "on")):
+        # Not a parity miss: this float model's values leave float16's range (65504), so an FP16 graph or
+        # engine of it computes inf/NaN (e.g. the float copy of a low-bit student, whose activations were
+        # held in range only by its quantizers). Left out like a model without float16 operators.
+        peak = float(fp32.reference.abs().max())
+        log(f"note: no FP16 graph (this float model overflows float16: its FP16 graph returns inf/NaN on the "
+            f"parity inputs, the float32 logits reach {peak:.3g}); TensorRT 11 will have no FP16 engine of it")
+        return None
     parity["reference"] = f"PyTorch float model in float32 ({float_source})"
     graph = {"file": FP16_FILE, "source": float_source, "dtype": "float16 weights and compute, float32 I/O",
              "lint": summarize(lint_model(model, config.target))}

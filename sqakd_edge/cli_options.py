@@ -160,7 +160,8 @@ QUANT_LAYOUT = OptionGroup("quantization layout", [
               "conv and Add in integers; 0: float Adds (paper)."),
     _opt("--shared-residual-stream/--separate-residual-stream", default=True, show_default=True,
          help="Quantize a block output (or float block input) that quant layers read once, at --abits, with the "
-              "quantizer those layers share: no requantization between blocks in the INT8 graph. Separate: the "
+              "quantizer those layers share: no requantization between blocks in the INT8 graph (DoReFa students "
+              "share an LSQ quantizer there: DoReFa's fixed [0, 1] range would clip the skip). Separate: the "
               "stream at --residual-bits, each reader re-quantizing it."),
     _opt("--keep-float", default="", help="Comma-separated layer names to keep in float."),
     _opt("--int32-bias", is_flag=True,

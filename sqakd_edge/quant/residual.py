@@ -51,8 +51,12 @@ def residual_quantizer(config: QuantConfig, sign: str) -> Quantizer:
         config: the student's quantization settings.
         sign: ``signed`` (a branch output), or ``auto`` (a block output: unsigned after a final ReLU).
     """
-    family = "lsq" if config.quantizer == "dorefa" else config.quantizer
-    return make_act_quantizer(config, config.residual_bits, sign, family)
+    return make_act_quantizer(config, config.residual_bits, sign, _stream_family(config))
+
+
+def _stream_family(config: QuantConfig) -> str:
+    """The family of the residual path's quantizers: LSQ's learned step in DoReFa students, else theirs."""
+    return "lsq" if config.quantizer == "dorefa" else config.quantizer
 
 
 def _quantize_block_output(block: nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
@@ -157,11 +161,8 @@ def share_stream_quantizers(student: nn.Module, config: QuantConfig) -> list[str
         return [u for u in node.users if u.op == "call_module" and isinstance(modules[str(u.target)], QuantLayer)
                 and u.args[0] is node]
 
-    # DoReFa's fixed [0, 1] range would clip the skip: its students' stream takes LSQ's learned step
-    family = "lsq" if config.quantizer == "dorefa" else config.quantizer
-
     def share(owner: nn.Module, attr: str, layers: list[fx.Node]) -> None:
-        quantizer = make_act_quantizer(config, config.abits, config.act_sign, family)
+        quantizer = make_act_quantizer(config, config.abits, config.act_sign, _stream_family(config))
         setattr(owner, attr, quantizer)
         for layer in layers:
             student.get_submodule(str(layer.target)).act_quantizer = quantizer  # type: ignore[union-attr]

@@ -10,12 +10,16 @@ Adam. ``fit`` re-estimates EWGS deltas once per epoch; that update is timed on i
 over a CIFAR-10 epoch (45,000 training images at this batch). The process's malloc is set as ``fit`` sets
 it (``sqakd_edge.train.allocator``) and models train channels-last on CPU as in ``fit`` (``.layout``);
 ``--malloc default`` keeps glibc's own settings, ``--layout teacher`` puts only the teacher in channels-last
-(together: fit as it ran before these two), ``--layout default`` neither.
+(together: fit as it ran before these two), ``--layout default`` neither. ``--no-augment`` reads the images
+as fit does with augmentation off, where fit keeps the teacher's logits across epochs
+(``sqakd_edge.train.teacher_cache``): a kind named with ``+cache`` (``sqakd-lsq-ste+cache``) reads them from
+a table filled beforehand, as every step from the second epoch on does; without the suffix the teacher runs
+every step (fit before the cache), interleaved with the cached kind.
 
 Steps are timed after warm-up, the kinds interleaved round by round so machine drift hits all alike;
 ratios are of medians. ``--batch`` and ``--threads`` take comma-separated sweeps.
 
-    python benchmarks/train_step.py [--batch 128,256] [--threads 1,2] [--steps 10] [--out FILE.json]
+    python benchmarks/train_step.py [--batch 128,256] [--threads 1,2] [--steps 10] [--no-augment] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -44,22 +48,23 @@ from sqakd_edge.data.transforms import crop_flip_transform
 from sqakd_edge.models import create_model
 from sqakd_edge.quant import initialize_quantizers, prepare_qat
 from sqakd_edge.train.allocator import reuse_freed_memory
-from sqakd_edge.train.layout import training_layout
+from sqakd_edge.train.layout import in_layout, training_layout
 from sqakd_edge.train.loop import make_optimizer
 from sqakd_edge.train.task import DistillationTask
 from sqakd_edge.train.teacher import teacher_autocast_dtype
+from sqakd_edge.train.teacher_cache import IndexedDataset, TeacherLogitCache
 
 KINDS = ("fp32,sqakd-lsq-ste,sqakd-pact-ste,sqakd-dorefa-ste,sqakd-interval-ste,sqakd-interval-ewgs,"
          "sqakd-lsq-ste-paper")
 TRAIN_IMAGES = 45_000  # CIFAR-10's training set less fit's 10% held out: the epoch EWGS updates amortise over
 
 
-def cifar_like_data(n: int = 50_000, seed: int = 0) -> ArrayDataset:
-    """Random CIFAR-10-shaped uint8 images with the CLI's CIFAR training transform."""
+def cifar_like_data(n: int = 50_000, seed: int = 0, augment: bool = True) -> ArrayDataset:
+    """Random CIFAR-10-shaped uint8 images with the CLI's CIFAR training transform (or its plain one)."""
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, 3, NATIVE_SIZE, NATIVE_SIZE), dtype=np.uint8)
     transform = crop_flip_transform(size=NATIVE_SIZE, native_size=NATIVE_SIZE, pad=NATIVE_PAD, flip=True,
-                                    mean=CIFAR10.mean, std=CIFAR10.std, augment=True)
+                                    mean=CIFAR10.mean, std=CIFAR10.std, augment=augment)
     return ArrayDataset(images, rng.integers(0, 10, n), transform)
 
 
@@ -72,8 +77,10 @@ class Kind:
     """One model trained as ``fit`` trains it: a step, and (for EWGS students) the per-epoch delta update."""
 
     def __init__(self, kind: str, teacher: torch.nn.Module, data: ArrayDataset, batch: int, device: torch.device,
-                 amp: bool, layout: str) -> None:
-        self.batches = endless(DataLoader(data, batch_size=batch, sampler=RandomSampler(data), drop_last=True))
+                 amp: bool, layout: str, cache: bool = False) -> None:
+        """``cache``: the teacher's logits read from a table filled beforehand (fit without augmentation)."""
+        source = IndexedDataset(data) if cache else data
+        self.batches = endless(DataLoader(source, batch_size=batch, sampler=RandomSampler(data), drop_last=True))
         self.ewgs = kind.endswith("-ewgs") or "-ewgs-" in kind
         first = next(self.batches)[0].to(device)
         quant = None
@@ -90,20 +97,25 @@ class Kind:
         # "fit": both channels-last where they run in it; "teacher": only the teacher (the layout before);
         # "default": neither
         student_layout = training_layout(self.student, first if layout == "fit" else None, device)
+        teacher_cache = TeacherLogitCache(len(data), device) if source is not data else None
         self.task = DistillationTask(self.student, config, copy.deepcopy(teacher) if quant else None, device, quant,
-                                     sample=first if layout != "default" else None, student_layout=student_layout)
+                                     sample=first if layout != "default" else None, student_layout=student_layout,
+                                     teacher_cache=teacher_cache)
+        if teacher_cache is not None:  # the table as the first epoch leaves it
+            for images, _, indices in DataLoader(source, batch_size=512):
+                self.task.teacher_logits(in_layout(images.to(device), student_layout), indices)
         self.optimizer = make_optimizer(self.student, config)
         self.device = device
         self.task.train()
 
-    def _next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = next(self.batches)
-        return images.to(self.device), labels.to(self.device)
+    def _next(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        images, labels, *indices = next(self.batches)
+        return images.to(self.device), labels.to(self.device), indices[0] if indices else None
 
     def step(self) -> None:
         """The body of ``fit``'s epoch loop (less the learning-rate schedule and the progress bar)."""
-        images, labels = self._next()
-        loss = self.task(images, labels)["loss"]
+        images, labels, indices = self._next()
+        loss = self.task(images, labels, indices)["loss"]
         if not torch.isfinite(loss):
             raise RuntimeError("the loss is not finite")
         self.optimizer.zero_grad(set_to_none=True)
@@ -112,8 +124,8 @@ class Kind:
         float(loss.detach())  # fit reads the loss every step (a device sync on CUDA)
 
     def ewgs_update(self) -> None:
-        images, labels = self._next()
-        self.task.update_ewgs(self.student, images, labels)
+        images, labels, indices = self._next()
+        self.task.update_ewgs(self.student, images, labels, indices)
 
 
 def _sync(device: torch.device) -> None:
@@ -134,7 +146,8 @@ def measure(kinds: list[str], batch: int, threads: int, args: argparse.Namespace
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     teacher = create_model("resnet20", 10, 3).to(device).eval()
-    runs = {k: Kind(k, teacher, data, batch, device, not args.teacher_fp32, args.layout) for k in kinds}
+    runs = {k: Kind(k.removesuffix("+cache"), teacher, data, batch, device, not args.teacher_fp32, args.layout,
+                    cache=k.endswith("+cache")) for k in kinds}
     times: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(args.warmup):
         for run in runs.values():
@@ -172,19 +185,25 @@ def main() -> None:
     parser.add_argument("--layout", choices=("fit", "teacher", "default"), default="fit",
                         help="fit: channels-last on CPU as fit runs it; teacher: only the teacher (as fit ran before); "
                              "default: the default layout throughout")
+    parser.add_argument("--no-augment", dest="augment", action="store_false",
+                        help="images read as fit reads them with augmentation off; kinds named KIND+cache read the "
+                             "teacher's logits from fit's cache, as from the second epoch on")
     parser.add_argument("--out", default="benchmarks/results/train_step.json")
     args = parser.parse_args()
+    kinds = args.kinds.split(",")
+    if any(k.endswith("+cache") for k in kinds) and (args.augment or "fp32+cache" in kinds):
+        parser.error("+cache kinds need --no-augment (fit caches the teacher's logits only without augmentation) "
+                     "and a teacher (not fp32)")
     default_threads = torch.get_num_threads()
     malloc_tuned = reuse_freed_memory() if args.malloc == "fit" else False
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    kinds = args.kinds.split(",")
-    data = cifar_like_data()
+    data = cifar_like_data(augment=args.augment)
     rows = []
     for threads in [int(t) or default_threads for t in args.threads.split(",")]:
         for batch in [int(b) for b in args.batch.split(",")]:
             rows += measure(kinds, batch, threads, args, device, data)
     doc = {"command": shlex.join(["python", "benchmarks/train_step.py", *sys.argv[1:]]),
-           "device": str(device), "malloc_tuned": malloc_tuned, "layout": args.layout,
+           "device": str(device), "malloc_tuned": malloc_tuned, "layout": args.layout, "augment": args.augment,
            "teacher_autocast": str(teacher_autocast_dtype(device, not args.teacher_fp32)),
            "torch": torch.__version__, "steps": args.steps, "load_average_after": load_average(),
            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

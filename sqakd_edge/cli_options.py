@@ -197,7 +197,8 @@ TRAINING_OVERRIDES = OptionGroup("training overrides", [
     _opt("--amp/--no-amp", default=None,
          help="Mixed precision (default on): CUDA forwards, and the teacher's forward on CPUs with native bfloat16."),
     _opt("--augment/--no-augment", default=None,
-         help="The dataset's random training transform (default on); off: every epoch sees the same inputs."),
+         help="The dataset's random training transform (default on); off: every epoch sees the same inputs, "
+              "and the teacher's logits are computed once and read back from the second epoch on."),
     _opt("--freeze-bn", is_flag=True, default=None,
          help="Students: keep the BatchNorm statistics they start with (the teacher's), so training normalises as "
               "evaluation does; scale and shift are still learned."),

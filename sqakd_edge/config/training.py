@@ -127,7 +127,8 @@ class TrainConfig:
         amp: mixed precision: on CUDA the student's and the teacher's forward; on a CPU with native
             bfloat16 (AMX, AVX512-BF16) the frozen teacher's forward only (``train.teacher``).
         augment: the dataset's random training transform (crop, flip); False reads training images as
-            evaluation does, so every epoch sees the same inputs.
+            evaluation does, so every epoch sees the same inputs (and ``fit`` computes the teacher's logits
+            of each example once: ``train.teacher_cache``).
         freeze_bn: the student's BatchNorms keep the statistics they start with (the teacher's running
             mean and variance) instead of normalising each batch by its own: the training forward is then
             the evaluation forward, independent of the batch size and of how it is split over processes

@@ -2,7 +2,8 @@
 
 from ..checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
 from .api import open_run_data, train_student, train_teacher
-from .loop import FitResult, RunData, evaluate, fit
+from .evaluation import evaluate
+from .loop import FitResult, RunData, fit
 from .loss import kd_loss, training_loss
 from .recipes import get_recipe, list_recipes
 

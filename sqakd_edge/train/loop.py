@@ -1,7 +1,7 @@
-"""The training loop: ``fit`` for float teachers and QAT students, and ``evaluate``.
+"""The training loop: ``fit`` for float teachers and QAT students.
 
 One step's forward and losses are :class:`~.task.DistillationTask`; the output folder is :mod:`.run_dir`;
-resuming is :mod:`.resume`.
+resuming is :mod:`.resume`; the per-epoch evaluation is :mod:`.evaluation`.
 
 Model selection never reads labels under SQAKD: the checkpoint kept as ``best.pt`` has the lowest
 training loss on data held out from the training set, which for SQAKD is the KL to the teacher.
@@ -28,11 +28,12 @@ from ..errors import ConfigError, DataError, TrainingError, first_line
 from ..quant import initialize_quantizers
 from .allocator import reuse_freed_memory
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, device_for, gather_objects
+from .evaluation import evaluate, evaluation_share
 from .layout import restore_default_layout, training_layout
-from .loss import training_loss
 from .resume import LoopState, resume_run
 from .run_dir import copy_atomic, prepare_run_dir, replacing_run, write_metrics, write_summary
 from .task import DistillationTask
+from .teacher_cache import IndexedDataset, TeacherLogitCache
 
 
 @dataclass
@@ -105,64 +106,12 @@ def freeze_batchnorm(model: nn.Module) -> None:
             m.eval()
 
 
-def _batches(loader: Iterable, device: torch.device) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    for images, labels in loader:
-        yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data: Dataset,
-    config: TrainConfig,
-    *,
-    teacher: nn.Module | None = None,
-    labelled: bool = True,
-    batch_size: int = 256,
-    dist_info: DistInfo | None = None,
-    device: torch.device | None = None,
-) -> dict[str, float]:
-    """Top-1 accuracy (with labels), the KL to the teacher (with a teacher) and the method's loss.
-
-    Under torchrun each process reads a strided share of ``data`` and the sums are reduced, so the
-    result is exact and the same on every process.
-
-    Returns:
-        ``{"n", "acc"?, "ce"?, "kl"?, "loss"?}`` averaged over the examples.
-    """
-    info = dist_info or DistInfo()
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    share = Subset(data, list(range(info.rank, len(data), info.world_size)))  # type: ignore[arg-type]
-    loader = DataLoader(share, batch_size=batch_size, shuffle=False, num_workers=config.num_workers)
-    sums = {"n": 0.0, "correct": 0.0, "ce": 0.0, "kl": 0.0, "loss": 0.0}
-    for images, labels in _batches(loader, device):
-        logits = model(images).float()
-        t_logits = teacher(images).float() if teacher is not None else None
-        n = images.shape[0]
-        sums["n"] += n
-        if labelled:
-            sums["correct"] += float((logits.argmax(1) == labels).sum())
-            sums["ce"] += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
-        if t_logits is not None:
-            from .loss import kd_loss
-
-            sums["kl"] += float(kd_loss(logits, t_logits, config.temperature)) * n
-        if (labelled or not config.uses_labels) and (t_logits is not None or not config.uses_teacher):
-            sums["loss"] += float(training_loss(config, logits, labels if labelled else None, t_logits)["loss"]) * n
-    keys = list(sums)
-    reduced = dict(zip(keys, all_reduce_sum([sums[k] for k in keys], info, device), strict=True))
-    model.train(was_training)
-    count = max(reduced["n"], 1.0)
-    out: dict[str, float] = {"n": reduced["n"]}
-    if labelled:
-        out.update(acc=reduced["correct"] / count, ce=reduced["ce"] / count)
-    if teacher is not None:
-        out["kl"] = reduced["kl"] / count
-    if (labelled or not config.uses_labels) and (teacher is not None or not config.uses_teacher):
-        out["loss"] = reduced["loss"] / count
-    return out
+def _training_batches(loader: Iterable, device: torch.device
+                      ) -> Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """``(images, labels, indices)``; indices (kept on the host) when the loader's dataset is indexed."""
+    for images, labels, *indices in loader:
+        yield (images.to(device, non_blocking=True), labels.to(device, non_blocking=True),
+               indices[0] if indices else None)
 
 
 def fit(
@@ -254,7 +203,11 @@ def _fit(student: nn.Module, teacher: nn.Module | None, data: RunData, config: T
     sampler: DistributedSampler = DistributedSampler(
         data.train, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=config.seed, drop_last=True
     )
-    loader = DataLoader(data.train, batch_size=per_rank_batch, sampler=sampler, drop_last=True,
+    # Augmentation off: the frozen teacher sees the same input for an example every epoch (.teacher_cache)
+    cache_teacher = teacher is not None and config.uses_teacher and not config.augment
+    teacher_cache = TeacherLogitCache(len(data.train), device) if cache_teacher else None  # type: ignore[arg-type]
+    loader = DataLoader(IndexedDataset(data.train) if teacher_cache is not None else data.train,
+                        batch_size=per_rank_batch, sampler=sampler, drop_last=True,
                         num_workers=config.num_workers, pin_memory=device.type == "cuda",
                         persistent_workers=config.num_workers > 0)
     kind = "fp" if config.method == "fp" else "student"
@@ -285,18 +238,20 @@ def _fit(student: nn.Module, teacher: nn.Module | None, data: RunData, config: T
         device_ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
     task = DistillationTask(model, config, teacher, device, record.quant, sample=first_images,
-                            student_layout=student_layout)
+                            student_layout=student_layout, teacher_cache=teacher_cache)
     scaler = torch.amp.GradScaler("cuda", enabled=task.needs_grad_scaler)
     eval_teacher = task.teacher
 
     start = time.perf_counter()
     last_path, best_path = out / "last.pt", out / "best.pt"
-    for epoch in range(state.epoch, config.epochs):
+    first_epoch = state.epoch
+    eval_caches: dict[str, TeacherLogitCache] = {}  # the held-out and test splits' teacher logits
+    for epoch in range(first_epoch, config.epochs):
         sampler.set_epoch(epoch)
         row = _train_epoch(task, student, loader, optimizer, scaler, state, epoch, config, info, device,
                            progress, last_path)
         broadcast_buffers(student, info)  # every process evaluates rank 0's model, the one saved below
-        row.update(_held_out_metrics(student, data, config, eval_teacher, info, device))
+        row.update(_held_out_metrics(student, data, config, eval_teacher, info, device, eval_caches))
         improved = _select(row, state, epoch)
         state.history.append(row)
         state.epoch = epoch + 1
@@ -307,6 +262,8 @@ def _fit(student: nn.Module, teacher: nn.Module | None, data: RunData, config: T
                           "rng": {"torch": rng_states[0], "torch_per_rank": rng_states}}
             _save_epoch(out, checkpoint, state, improved)
             log(_epoch_line(row, config))
+            if teacher_cache is not None and teacher_cache.off and epoch == first_epoch:
+                log(f"note: {teacher_cache.off}")
     seconds = time.perf_counter() - start
     if info.is_main:
         summary = {"method": config.method, "epochs": config.epochs, "best": state.best,
@@ -335,16 +292,21 @@ def _check_run(data: RunData, config: TrainConfig, teacher: nn.Module | None, in
 
 
 def _held_out_metrics(student: nn.Module, data: RunData, config: TrainConfig, teacher: nn.Module | None,
-                      info: DistInfo, device: torch.device) -> dict[str, Any]:
-    """``val_*`` (held-out training data) and ``test_*`` (labelled test split) metrics of one epoch."""
+                      info: DistInfo, device: torch.device, caches: dict[str, TeacherLogitCache]) -> dict[str, Any]:
+    """``val_*`` (held-out training data) and ``test_*`` (labelled test split) metrics of one epoch.
+
+    ``caches``: the teacher's logits of each split, kept from one epoch to the next (filled here).
+    """
     row: dict[str, Any] = {}
-    if data.held_out is not None:
-        held = evaluate(student, data.held_out, config, teacher=teacher, labelled=data.labelled, dist_info=info,
-                        device=device)
-        row.update({f"val_{k}": v for k, v in held.items() if k != "n"})
-    if data.test is not None and data.labelled:
-        test = evaluate(student, data.test, config, teacher=teacher, labelled=True, dist_info=info, device=device)
-        row.update({f"test_{k}": v for k, v in test.items() if k != "n"})
+    splits = {"val": (data.held_out, data.labelled), "test": (data.test if data.labelled else None, True)}
+    for prefix, (split, labelled) in splits.items():
+        if split is None:
+            continue
+        if teacher is not None and prefix not in caches:
+            caches[prefix] = TeacherLogitCache(len(evaluation_share(split, info)), device)
+        metrics = evaluate(student, split, config, teacher=teacher, labelled=labelled, dist_info=info, device=device,
+                           teacher_cache=caches.get(prefix))
+        row.update({f"{prefix}_{k}": v for k, v in metrics.items() if k != "n"})
     return row
 
 
@@ -378,13 +340,13 @@ def _train_epoch(task: DistillationTask, student: nn.Module, loader: DataLoader,
 
         bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{config.epochs}", unit="it", leave=False,
                    dynamic_ncols=True)
-    for i, (images, labels) in enumerate(_batches(loader, device)):
+    for i, (images, labels, indices) in enumerate(_training_batches(loader, device)):
         if task.wants_ewgs_update(state.step, i):
-            task.update_ewgs(student, images, labels)
+            task.update_ewgs(student, images, labels, indices)
         factor = _lr_factor(state.step, total_steps, config)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
-        loss = task(images, labels)["loss"]
+        loss = task(images, labels, indices)["loss"]
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"the loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -92,6 +93,8 @@ def test_fit_without_augmentation_trains_the_same_with_and_without_the_cache(tmp
         result = fit(student, data, config, tmp_path / name, model_meta=toy_meta, teacher=copy.deepcopy(float_model),
                      quant=quant, progress=False, log=lambda *_: None)
         runs[name] = (student.state_dict(), result.history, list(hits))
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["teacher_logits_cached"] is (name == "cached")
     cached, uncached = runs["cached"], runs["uncached"]
     steps = len(images) // 32
     training = [hit for size, hit in cached[2] if size == len(images)]

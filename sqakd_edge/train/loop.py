@@ -269,6 +269,8 @@ def _fit(student: nn.Module, teacher: nn.Module | None, data: RunData, config: T
         summary = {"method": config.method, "epochs": config.epochs, "best": state.best,
                    "last": state.history[-1] if state.history else {}, "seconds": seconds,
                    "quant": header["quant"], "model": record.model_meta,
+                   # whether steps after the first epoch read the teacher's logits back (augmentation off)
+                   "teacher_logits_cached": teacher_cache is not None and teacher_cache.off is None,
                    **({"layers": record.quant_plan} if record.quant_plan is not None else {}),
                    **({"options": record.options} if record.options is not None else {})}
         write_summary(out, summary)

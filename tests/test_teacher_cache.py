@@ -99,9 +99,9 @@ def test_fit_without_augmentation_trains_the_same_with_and_without_the_cache(tmp
     steps = len(images) // 32
     training = [hit for size, hit in cached[2] if size == len(images)]
     held_out = [hit for size, hit in cached[2] if size == 48]
-    # epoch 1 fills the table (shuffled batches: a few epoch-1 batches may already be stored), epochs 2-3 read it
+    # epoch 1 fills the table (a late epoch-1 batch may find all its examples stored), epochs 2-3 read it
     assert len(training) == 3 * steps and all(training[steps:])
-    # the held-out split (two batches of 32 and 16 with evaluate's batch of 256: one) is read back after epoch 1
+    # the held-out split (48 examples: one evaluation batch per epoch) is read back after epoch 1
     assert held_out == [False, True, True]
     assert not any(hit for _, hit in uncached[2])  # a zero budget keeps nothing: every step runs the teacher
     for row, same in zip(cached[1], uncached[1], strict=True):  # the same losses and held-out KL, epoch by epoch

@@ -7,6 +7,13 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from sqakd_edge.models import create_model
+from sqakd_edge.quant import cpu_kernels
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Build the fused CPU fake-quant kernels once (~30 s on a fresh machine) before any test trains, so the
+    tests that train in a subprocess under a timeout load them from the cache."""
+    cpu_kernels.kernels()
 
 # Tiny tensors gain nothing from two threads, and a busy 2-core machine makes OpenMP threads spin
 # against each other; one thread keeps test times steady.

@@ -17,6 +17,7 @@ import weakref
 import torch
 from torch import nn
 
+from . import cpu_kernels
 from .grid import IntegerGrid, LevelMap, NotDeployable, signed_map, unsigned_map
 from .rounding import fake_quant, round_ewgs, scale_grad
 
@@ -108,14 +109,17 @@ class Quantizer(nn.Module):
         return level_map.to_q(self._round(level_map.to_levels(q_continuous)))
 
     def _scaled(self, x: torch.Tensor, scale: torch.Tensor, level_map: LevelMap) -> torch.Tensor:
-        """``scale * q(x / scale)``: one fused autograd node, or op by op while capturing levels.
+        """``scale * q(x / scale)``: one fused node (on CPU the one-pass kernels, where they apply), or op by op.
 
         The EWGS Hessian estimate needs the rounded levels as graph nodes, and second derivatives.
         """
         if self.capture_levels:
             return self._apply_map(x / scale, level_map) * scale
         m = level_map
-        return fake_quant(x, scale, self.delta, self.backward_kind == "ewgs", m.a, m.c, m.kmin, m.kmax)
+        ewgs = self.backward_kind == "ewgs"
+        if m.a == 1 and m.c == 0 and cpu_kernels.applies(x, scale, m.kmin, m.kmax):
+            return cpu_kernels.fused_fake_quant(x, scale, self.delta, ewgs, m.kmin, m.kmax)  # one pass each way
+        return fake_quant(x, scale, self.delta, ewgs, m.a, m.c, m.kmin, m.kmax)
 
     def _init_parameters(self) -> None:
         """Create the family's learned parameters; the base classes call it at the end of ``__init__``."""

@@ -25,7 +25,7 @@ from .. import __version__
 from ..checkpoint import FORMAT, VERSION, save_checkpoint
 from ..config import QuantConfig, TrainConfig, to_dict
 from ..errors import ConfigError, DataError, TrainingError, first_line
-from ..quant import initialize_quantizers
+from ..quant import cpu_kernels, initialize_quantizers
 from .allocator import reuse_freed_memory
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, device_for, gather_objects
 from .evaluation import evaluate, evaluation_share
@@ -221,6 +221,10 @@ def _fit(student: nn.Module, teacher: nn.Module | None, data: RunData, config: T
     # one would. A float model has none to set, but takes the same pass: a run's random stream (augmentation)
     # does not depend on whether the model is quantized.
     first_images, _ = next(iter(DataLoader(data.train, batch_size=config.batch_size, shuffle=False)))
+    if device.type == "cpu" and record.quant is not None and cpu_kernels.needs_build():
+        if info.is_main:
+            log("building the fused CPU fake-quant kernels (once per machine and torch version, ~30 s)")
+        cpu_kernels.kernels()
     initialize_quantizers(student, first_images.to(device))
     student_layout = training_layout(student, first_images, device)  # before the optimiser, DDP and resume
 

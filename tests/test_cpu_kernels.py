@@ -1,0 +1,133 @@
+"""The fused CPU fake-quant kernels: built for real here (C++ via torch.utils.cpp_extension), checked against
+the eager node, and the fallbacks when they are off or cannot be built.
+
+What this proves: on this machine's compiler and CPU the kernels give the eager node's outputs and input
+gradients bit for bit, and its step gradients to float tolerance, in both memory formats, for STE and EWGS;
+a student trained with them takes the same steps. It does not prove speed (``benchmarks/train_step.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from sqakd_edge.config import QuantConfig
+from sqakd_edge.quant import cpu_kernels, initialize_quantizers, prepare_qat
+from sqakd_edge.quant.rounding import fake_quant
+
+HAVE_COMPILER = shutil.which("c++") is not None or shutil.which("g++") is not None
+
+
+@pytest.fixture
+def built():
+    """The real extension (a machine with a C++ compiler must build it)."""
+    if not HAVE_COMPILER:
+        pytest.skip("no C++ compiler here: training takes the eager node (test_a_failed_build_falls_back)")
+    module = cpu_kernels.kernels()
+    assert module is not None, "a C++ compiler is present but the fused kernels did not build"
+    return module
+
+
+@pytest.fixture
+def fresh_state(monkeypatch):
+    """kernels() as in a new process: not yet tried."""
+    monkeypatch.setattr(cpu_kernels, "_state", {"module": None, "tried": False})
+
+
+def _both(x0, grad, kmin, kmax, ewgs, delta=0.2):
+    results = []
+    for fused in (True, False):
+        x = x0.clone().requires_grad_(True)
+        scale = torch.tensor(0.1, requires_grad=True)
+        d = torch.tensor(delta)
+        out = cpu_kernels.fused_fake_quant(x, scale, d, ewgs, kmin, kmax) if fused else \
+            fake_quant(x, scale, d, ewgs, 1, 0, kmin, kmax)
+        out.backward(grad)
+        results.append((out.detach(), x.grad, scale.grad))
+    return results
+
+
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format], ids=["nhwc", "nchw"])
+@pytest.mark.parametrize("kmin,kmax", [(0, 15), (-8, 7), (0, 127), (-1, 1)])
+@pytest.mark.parametrize("ewgs", [False, True], ids=["ste", "ewgs"])
+def test_the_kernels_equal_the_eager_node(built, memory_format, kmin, kmax, ewgs):
+    g = torch.Generator().manual_seed(kmax)
+    x0 = (torch.randn(8, 16, 20, 20, generator=g) * 0.8).contiguous(memory_format=memory_format)
+    grad = torch.randn(x0.shape, generator=g).contiguous(memory_format=memory_format)
+    (out_f, gx_f, gs_f), (out_e, gx_e, gs_e) = _both(x0, grad, kmin, kmax, ewgs)
+    assert out_f.stride() == out_e.stride()
+    assert torch.equal(out_f, out_e)  # the same divide, clamp and round
+    assert torch.equal(gx_f, gx_e)  # the same range test (and EWGS scaling, without fused multiply-add)
+    # the step's gradient: two sums over 51,200 terms that partly cancel, in another order
+    assert float((gs_f - gs_e).abs()) <= 1e-3 * float(gs_e.abs()) + 1e-3
+
+
+def test_a_gradient_in_another_memory_format_is_read_right(built):
+    x0 = torch.randn(4, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(4, 8, 6, 6)  # contiguous NCHW while x is NHWC: the backward copies it into x's layout
+    (out_f, gx_f, _), (out_e, gx_e, _) = _both(x0, grad, 0, 15, ewgs=False)
+    assert torch.equal(gx_f, gx_e)
+
+
+def test_what_the_kernels_do_not_cover(built):
+    x = torch.randn(4, 8, 6, 6)
+    scalar = torch.tensor(0.1)
+    assert cpu_kernels.applies(x, scalar, 0, 15)
+    assert not cpu_kernels.applies(x, torch.full((4, 1, 1, 1), 0.1), -8, 7)  # per-channel scale
+    assert not cpu_kernels.applies(x.double(), scalar, 0, 15)  # not float32
+    assert not cpu_kernels.applies(x, scalar, 0, 255)  # levels beyond int8 (the papers' own 8-bit grid)
+    assert not cpu_kernels.applies(x[:, :, ::2], scalar, 0, 15)  # not dense
+
+
+def _student_step(float_model, images):
+    quant = QuantConfig(quantizer="lsq", wbits=4, abits=4)
+    torch.manual_seed(0)
+    student = prepare_qat(copy.deepcopy(float_model), quant).train()
+    initialize_quantizers(student, images)
+    out = student(images)
+    (out * torch.linspace(-1, 1, out.shape[1])).sum().backward()
+    return out.detach(), {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
+
+
+def test_a_student_takes_the_same_step_with_and_without_the_kernels(built, float_model, monkeypatch):
+    images = torch.randn(16, 1, 16, 16)
+    calls = []
+    original = cpu_kernels._FusedFakeQuant.forward
+    monkeypatch.setattr(cpu_kernels._FusedFakeQuant, "forward",
+                        staticmethod(lambda *a: calls.append(1) or original(*a)))
+    out_fused, grads_fused = _student_step(float_model, images)
+    assert calls  # the activation quantizers ran through the kernels
+    monkeypatch.setattr(cpu_kernels, "_state", {"module": None, "tried": True})  # as with SQAKD_EDGE_CPU_KERNELS=0
+    calls.clear()
+    out_eager, grads_eager = _student_step(float_model, images)
+    assert not calls
+    assert torch.equal(out_fused, out_eager)
+    floor = 1e-6 * max(float(g.abs().max()) for g in grads_eager.values())
+    for name, grad in grads_eager.items():
+        assert float((grads_fused[name] - grad).abs().max()) <= 1e-4 * float(grad.abs().max()) + floor, name
+
+
+def test_the_environment_variable_turns_them_off(fresh_state, monkeypatch):
+    monkeypatch.setenv("SQAKD_EDGE_CPU_KERNELS", "0")
+    assert cpu_kernels.kernels() is None
+    assert not cpu_kernels.applies(torch.randn(2, 3), torch.tensor(0.1), 0, 15)
+
+
+def test_a_failed_build_falls_back_to_the_eager_node_and_says_so_once(fresh_state, monkeypatch, float_model):
+    import torch.utils.cpp_extension as cpp
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Error building extension 'sqakd_edge_fake_quant': c++: command not found")
+
+    monkeypatch.setattr(cpp, "load_inline", no_compiler)
+    with pytest.warns(RuntimeWarning, match="fused CPU fake-quant kernels unavailable .*command not found"):
+        assert cpu_kernels.kernels() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cpu_kernels.kernels() is None  # tried once: no second build, no second warning
+    out, grads = _student_step(float_model, torch.randn(8, 1, 16, 16))  # trains on the eager node
+    assert torch.isfinite(out).all() and grads

@@ -2,7 +2,7 @@
 the eager node, and the fallbacks when they are off or cannot be built.
 
 What this proves: on this machine's compiler and CPU the kernels give the eager node's outputs and input
-gradients bit for bit, and its step gradients to float tolerance, in both memory formats, for STE and EWGS;
+gradients bit for bit, and its step gradients to float tolerance, in both memory formats, for the STE;
 a student trained with them takes the same steps. It does not prove speed (``benchmarks/train_step.py``).
 """
 
@@ -38,14 +38,13 @@ def fresh_state(monkeypatch):
     monkeypatch.setattr(cpu_kernels, "_state", {"module": None, "tried": False})
 
 
-def _both(x0, grad, kmin, kmax, ewgs, delta=0.2):
+def _both(x0, grad, kmin, kmax):
     results = []
     for fused in (True, False):
         x = x0.clone().requires_grad_(True)
         scale = torch.tensor(0.1, requires_grad=True)
-        d = torch.tensor(delta)
-        out = cpu_kernels.fused_fake_quant(x, scale, d, ewgs, kmin, kmax) if fused else \
-            fake_quant(x, scale, d, ewgs, 1, 0, kmin, kmax)
+        out = cpu_kernels.fused_fake_quant(x, scale, kmin, kmax) if fused else \
+            fake_quant(x, scale, torch.tensor(0.0), False, 1, 0, kmin, kmax)
         out.backward(grad)
         results.append((out.detach(), x.grad, scale.grad))
     return results
@@ -53,15 +52,14 @@ def _both(x0, grad, kmin, kmax, ewgs, delta=0.2):
 
 @pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format], ids=["nhwc", "nchw"])
 @pytest.mark.parametrize("kmin,kmax", [(0, 15), (-8, 7), (0, 127), (-1, 1)])
-@pytest.mark.parametrize("ewgs", [False, True], ids=["ste", "ewgs"])
-def test_the_kernels_equal_the_eager_node(built, memory_format, kmin, kmax, ewgs):
+def test_the_kernels_equal_the_eager_node(built, memory_format, kmin, kmax):
     g = torch.Generator().manual_seed(kmax)
     x0 = (torch.randn(8, 16, 20, 20, generator=g) * 0.8).contiguous(memory_format=memory_format)
     grad = torch.randn(x0.shape, generator=g).contiguous(memory_format=memory_format)
-    (out_f, gx_f, gs_f), (out_e, gx_e, gs_e) = _both(x0, grad, kmin, kmax, ewgs)
+    (out_f, gx_f, gs_f), (out_e, gx_e, gs_e) = _both(x0, grad, kmin, kmax)
     assert out_f.stride() == out_e.stride()
     assert torch.equal(out_f, out_e)  # the same divide, clamp and round
-    assert torch.equal(gx_f, gx_e)  # the same range test (and EWGS scaling, without fused multiply-add)
+    assert torch.equal(gx_f, gx_e)  # the same range test
     # the step's gradient: two sums over 51,200 terms that partly cancel, in another order
     assert float((gs_f - gs_e).abs()) <= 1e-3 * float(gs_e.abs()) + 1e-3
 
@@ -69,7 +67,7 @@ def test_the_kernels_equal_the_eager_node(built, memory_format, kmin, kmax, ewgs
 def test_a_gradient_in_another_memory_format_is_read_right(built):
     x0 = torch.randn(4, 8, 6, 6).contiguous(memory_format=torch.channels_last)
     grad = torch.randn(4, 8, 6, 6)  # contiguous NCHW while x is NHWC: the backward copies it into x's layout
-    (out_f, gx_f, _), (out_e, gx_e, _) = _both(x0, grad, 0, 15, ewgs=False)
+    (out_f, gx_f, _), (out_e, gx_e, _) = _both(x0, grad, 0, 15)
     assert torch.equal(gx_f, gx_e)
 
 

@@ -5,12 +5,13 @@ four passes over a tensor forward (divide, clamp, round, rescale) and about seve
 and two dot products for the step's gradient). These kernels do each direction in one pass and keep the
 integer levels as int8, not float32; the SQAKD LSQ step of ResNet-20 went from 1.38x to 1.23x a float step
 (``benchmarks/train_step.py``). The forward gives the eager node's values bit for bit (the same float32
-divide, clamp and round-half-to-even); the input gradient is the same (EWGS's scaling too: no fused
-multiply-add), and the step's gradient differs only by summation order.
+divide, clamp and round-half-to-even); the input gradient is the same, and the step's gradient differs only by
+summation order.
 
-They cover the common case: a scalar scale, STE or EWGS, grids ``scale * k`` with ``k`` in int8's range
-(every deployable grid), float32 tensors dense in either memory format. Everything else (per-channel weight
-scales, the EWGS Hessian estimate's op-by-op path, CUDA) takes the eager node.
+They cover the common case: a scalar scale, the STE backward, grids ``scale * k`` with ``k`` in int8's range
+(every deployable grid), float32 tensors dense in either memory format. Everything else takes the eager node:
+per-channel weight scales, CUDA, and EWGS (a one-pass EWGS backward written like the STE one was not
+vectorised by GCC and ran ten times slower than the eager ops).
 
 The kernels are C++ built by ``torch.utils.cpp_extension`` on first use into
 ``~/.cache/sqakd-edge/kernels/<hash>`` (about 30 s once per machine and torch version; a C++ compiler and
@@ -54,24 +55,17 @@ SQAKD_CLONES static void forward_range(const float* x, float* out, int8_t* q, in
 }
 
 SQAKD_CLONES static void backward_range(const float* g, const float* x, const int8_t* q, float* grad_in,
-                                        int64_t begin, int64_t end, float lo, float hi, float scale, float kmin,
-                                        float kmax, float delta, bool ewgs, double* sums) {
+                                        int64_t begin, int64_t end, float lo, float hi, double* sums) {
   // float sums over blocks of 4096 (vectorised: their order changes), blocks added in float64
   for (int64_t start = begin; start < end; start += 4096) {
     const int64_t stop = start + 4096 < end ? start + 4096 : end;
     float gq = 0.0f, gx = 0.0f;
 #pragma omp simd reduction(+ : gq, gx)
     for (int64_t i = start; i < stop; ++i) {
-      const float xi = x[i], gi = g[i], qi = static_cast<float>(q[i]);
-      float scaled = gi;
-      if (ewgs) {  // EWGS: g + |g| * delta * (u - k), u the clamped continuous level, as the eager node
-        float u = xi / scale;
-        u = u < kmin ? kmin : (u > kmax ? kmax : u);
-        scaled = std::fabs(gi) * ((u - qi) * delta) + gi;
-      }
-      const float r = (xi > lo && xi < hi) ? scaled : 0.0f;  // strictly inside, as hardtanh_backward
+      const float xi = x[i], gi = g[i];
+      const float r = (xi > lo && xi < hi) ? gi : 0.0f;  // strictly inside, as hardtanh_backward
       grad_in[i] = r;
-      gq += gi * qi;
+      gq += gi * static_cast<float>(q[i]);
       gx += r * xi;
     }
     sums[0] += gq;
@@ -93,7 +87,7 @@ std::vector<at::Tensor> fake_quant_forward(const at::Tensor& x, double scale, in
 }
 
 std::vector<at::Tensor> fake_quant_backward(const at::Tensor& g, const at::Tensor& x, const at::Tensor& q,
-                                            double scale, int64_t kmin, int64_t kmax, double delta, bool ewgs) {
+                                            double lo, double hi) {
   auto grad_in = at::empty_like(x);
   const float* gp = g.data_ptr<float>();
   const float* xp = x.data_ptr<float>();
@@ -101,9 +95,7 @@ std::vector<at::Tensor> fake_quant_backward(const at::Tensor& g, const at::Tenso
   float* ip = grad_in.data_ptr<float>();
   std::vector<double> sums(2 * at::get_num_threads(), 0.0);
   at::parallel_for(0, x.numel(), 32768, [&](int64_t begin, int64_t end) {
-    const float s = static_cast<float>(scale);
-    backward_range(gp, xp, qp, ip, begin, end, static_cast<float>(kmin * scale), static_cast<float>(kmax * scale), s,
-                   static_cast<float>(kmin), static_cast<float>(kmax), static_cast<float>(delta), ewgs,
+    backward_range(gp, xp, qp, ip, begin, end, static_cast<float>(lo), static_cast<float>(hi),
                    &sums[2 * at::get_thread_num()]);
   });
   double gq = 0.0, gx = 0.0;
@@ -149,8 +141,7 @@ def kernels() -> Any | None:
             "sqakd_edge_fake_quant", cpp_sources=_SOURCE, functions=["fake_quant_forward", "fake_quant_backward"],
             # -fopenmp: at::parallel_for's OpenMP is inline in its header; the libgomp it links is torch's own
             # (the same soname, already loaded), so torch.set_num_threads applies
-            # -ffp-contract=off: no fused multiply-add, so the EWGS scaling rounds as the eager ops do
-            extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off"], extra_ldflags=["-fopenmp"],
+            extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"],
             build_directory=str(directory), verbose=False)
     except Exception as exc:  # noqa: BLE001 -- no compiler, no ninja, a failed build: the eager node still works
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -175,12 +166,11 @@ def applies(x: torch.Tensor, scale: torch.Tensor, kmin: int, kmax: int) -> bool:
 
 class _FusedFakeQuant(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor, delta: torch.Tensor, ewgs: bool, kmin: int,
-                kmax: int) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor, kmin: int, kmax: int) -> torch.Tensor:
         s = float(scale)
         out, q = _built().fake_quant_forward(x, s, kmin, kmax)
         ctx.save_for_backward(x, q, scale)
-        ctx.consts = (s, kmin, kmax, float(delta) if ewgs else 0.0, ewgs)
+        ctx.bounds = (kmin * s, kmax * s)  # as the eager node's range test on x
         return out
 
     @staticmethod
@@ -188,13 +178,12 @@ class _FusedFakeQuant(torch.autograd.Function):
         x, q, scale = ctx.saved_tensors
         if grad_out.stride() != x.stride():  # the kernels walk the storages side by side
             grad_out = torch.empty_like(x).copy_(grad_out)
-        grad_in, dots = _built().fake_quant_backward(grad_out, x, q, *ctx.consts)
+        grad_in, dots = _built().fake_quant_backward(grad_out, x, q, *ctx.bounds)
         # d(scale*q(x/scale))/dscale summed: sum(g*q) - sum(g_in*x)/scale, as the eager node
         grad_scale = (dots[0] - dots[1] / scale.double()).to(scale.dtype) if ctx.needs_input_grad[1] else None
-        return grad_in if ctx.needs_input_grad[0] else None, grad_scale, None, None, None, None
+        return grad_in if ctx.needs_input_grad[0] else None, grad_scale, None, None
 
 
-def fused_fake_quant(x: torch.Tensor, scale: torch.Tensor, delta: torch.Tensor, ewgs: bool, kmin: int,
-                     kmax: int) -> torch.Tensor:
-    """``scale * clamp(round(x / scale), kmin, kmax)`` with STE or EWGS gradients, fused (where :func:`applies`)."""
-    return _FusedFakeQuant.apply(x, scale, delta, ewgs, kmin, kmax)
+def fused_fake_quant(x: torch.Tensor, scale: torch.Tensor, kmin: int, kmax: int) -> torch.Tensor:
+    """``scale * clamp(round(x / scale), kmin, kmax)`` with the STE, fused (only where :func:`applies`)."""
+    return _FusedFakeQuant.apply(x, scale, kmin, kmax)

@@ -23,6 +23,7 @@ once. ``SQAKD_EDGE_CPU_KERNELS=0`` turns them off.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import platform
 import warnings
@@ -133,7 +134,14 @@ def kernels() -> Any | None:
     if os.environ.get(_ENV, "").lower() in ("0", "off", "no"):
         return None
     try:
-        from torch.utils.cpp_extension import load_inline
+        # its import logs "No CUDA runtime is found" on CPU-only machines: noise for every process that trains
+        extension_log = logging.getLogger("torch.utils.cpp_extension")
+        level = extension_log.level
+        extension_log.setLevel(logging.ERROR)
+        try:
+            from torch.utils.cpp_extension import load_inline
+        finally:
+            extension_log.setLevel(level)
 
         directory = _build_directory()
         directory.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ summation order.
 They cover the common case: a scalar scale, the STE backward, grids ``scale * k`` with ``k`` in int8's range
 (every deployable grid), float32 tensors dense in either memory format. Everything else takes the eager node:
 per-channel weight scales, CUDA, and EWGS (a one-pass EWGS backward written like the STE one was not
-vectorised by GCC and ran ten times slower than the eager ops).
+vectorised by GCC: 17.8 ms against the STE one's 1.4 ms, slower than the eager ops).
 
 The kernels are C++ built by ``torch.utils.cpp_extension`` on first use into
 ``~/.cache/sqakd-edge/kernels/<hash>`` (about 30 s once per machine and torch version; a C++ compiler and

@@ -97,7 +97,7 @@ class Kind:
         # "fit": both channels-last where they run in it; "teacher": only the teacher (the layout before);
         # "default": neither
         student_layout = training_layout(self.student, first if layout == "fit" else None, device)
-        teacher_cache = TeacherLogitCache(len(data), device) if source is not data else None
+        teacher_cache = TeacherLogitCache(len(data), device) if cache else None
         self.task = DistillationTask(self.student, config, copy.deepcopy(teacher) if quant else None, device, quant,
                                      sample=first if layout != "default" else None, student_layout=student_layout,
                                      teacher_cache=teacher_cache)

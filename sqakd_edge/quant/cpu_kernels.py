@@ -3,10 +3,10 @@
 A training step on CPU is bound by memory traffic, and the eager fake-quant node (:mod:`.rounding`) makes
 four passes over a tensor forward (divide, clamp, round, rescale) and about seven backward (the range mask
 and two dot products for the step's gradient). These kernels do each direction in one pass and keep the
-integer levels as int8, not float32; the SQAKD LSQ step of ResNet-20 went from 1.38x to 1.23x a float step
-(``benchmarks/train_step.py``). The forward gives the eager node's values bit for bit (the same float32
-divide, clamp and round-half-to-even); the input gradient is the same, and the step's gradient differs only by
-summation order.
+integer levels as int8, not float32; the SQAKD LSQ step of ResNet-20 went from 1.35-1.49x to 1.22-1.30x a
+float step (``benchmarks/train_step.py``, ``benchmarks/results/train_step.md``). The forward gives the eager
+node's values bit for bit (the same float32 divide, clamp and round-half-to-even); the input gradient is the
+same, and the step's gradient differs only by summation order.
 
 They cover the common case: a scalar scale, the STE backward, grids ``scale * k`` with ``k`` in int8's range
 (every deployable grid), float32 tensors dense in either memory format. Everything else takes the eager node:
@@ -120,10 +120,13 @@ def _build_directory() -> Path:
     return Path.home() / ".cache" / "sqakd-edge" / "kernels" / key
 
 
+def _switched_off() -> bool:
+    return os.environ.get(_ENV, "").lower() in ("0", "off", "no")
+
+
 def needs_build() -> bool:
     """Whether the first :func:`kernels` call will compile them (nothing built for this source and torch yet)."""
-    off = os.environ.get(_ENV, "").lower() in ("0", "off", "no")
-    return not (off or _state["tried"] or (_build_directory() / "sqakd_edge_fake_quant.so").exists())
+    return not (_switched_off() or _state["tried"] or (_build_directory() / "sqakd_edge_fake_quant.so").exists())
 
 
 def kernels() -> Any | None:
@@ -131,7 +134,7 @@ def kernels() -> Any | None:
     if _state["tried"]:
         return _state["module"]
     _state["tried"] = True
-    if os.environ.get(_ENV, "").lower() in ("0", "off", "no"):
+    if _switched_off():
         return None
     try:
         # its import logs "No CUDA runtime is found" on CPU-only machines: noise for every process that trains

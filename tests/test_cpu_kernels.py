@@ -2,14 +2,18 @@
 the eager node, and the fallbacks when they are off or cannot be built.
 
 What this proves: on this machine's compiler and CPU the kernels give the eager node's outputs and input
-gradients bit for bit, and its step gradients to float tolerance, in both memory formats, for the STE;
-a student trained with them takes the same steps. It does not prove speed (``benchmarks/train_step.py``).
+gradients bit for bit, and its step gradients to float tolerance, in both memory formats, for the STE
+and EWGS; a student trained with them takes the same steps; a library cut short in the cache is rebuilt.
+It does not prove speed (``benchmarks/train_step.py``).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -38,28 +42,33 @@ def fresh_state(monkeypatch):
     monkeypatch.setattr(cpu_kernels, "_state", {"module": None, "tried": False})
 
 
-def _both(x0, grad, kmin, kmax):
+def _both(x0, grad, kmin, kmax, delta=None):
     results = []
     for fused in (True, False):
         x = x0.clone().requires_grad_(True)
         scale = torch.tensor(0.1, requires_grad=True)
-        out = cpu_kernels.fused_fake_quant(x, scale, kmin, kmax) if fused else \
-            fake_quant(x, scale, torch.tensor(0.0), False, 1, 0, kmin, kmax)
+        ewgs = delta is not None
+        out = cpu_kernels.fused_fake_quant(x, scale, kmin, kmax, delta) if fused else \
+            fake_quant(x, scale, delta if ewgs else torch.tensor(0.0), ewgs, 1, 0, kmin, kmax)
         out.backward(grad)
         results.append((out.detach(), x.grad, scale.grad))
     return results
 
 
+@pytest.mark.parametrize("delta", [None, 0.0, 0.37, 1e-3], ids=["ste", "ewgs0", "ewgs", "ewgs-small"])
 @pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format], ids=["nhwc", "nchw"])
 @pytest.mark.parametrize("kmin,kmax", [(0, 15), (-8, 7), (0, 127), (-1, 1)])
-def test_the_kernels_equal_the_eager_node(built, memory_format, kmin, kmax):
+def test_the_kernels_equal_the_eager_node(built, memory_format, kmin, kmax, delta):
     g = torch.Generator().manual_seed(kmax)
     x0 = (torch.randn(8, 16, 20, 20, generator=g) * 0.8).contiguous(memory_format=memory_format)
+    ties_and_bounds = [0.05, -0.05, 0.15, 0.25, -0.35, 0.45, kmin * 0.1, kmax * 0.1, 0.0]
+    x0.as_strided((x0.numel(),), (1,))[:9] = torch.tensor(ties_and_bounds)
     grad = torch.randn(x0.shape, generator=g).contiguous(memory_format=memory_format)
-    (out_f, gx_f, gs_f), (out_e, gx_e, gs_e) = _both(x0, grad, kmin, kmax)
+    delta = None if delta is None else torch.tensor(delta)
+    (out_f, gx_f, gs_f), (out_e, gx_e, gs_e) = _both(x0, grad, kmin, kmax, delta)
     assert out_f.stride() == out_e.stride()
     assert torch.equal(out_f, out_e)  # the same divide, clamp and round
-    assert torch.equal(gx_f, gx_e)  # the same range test
+    assert torch.equal(gx_f, gx_e)  # the same range test (and EWGS: the same error and scaling, rounded alike)
     # the step's gradient: two sums over 51,200 terms that partly cancel, in another order
     assert float((gs_f - gs_e).abs()) <= 1e-3 * float(gs_e.abs()) + 1e-3
 
@@ -81,8 +90,8 @@ def test_what_the_kernels_do_not_cover(built):
     assert not cpu_kernels.applies(x[:, :, ::2], scalar, 0, 15)  # not dense
 
 
-def _student_step(float_model, images):
-    quant = QuantConfig(quantizer="lsq", wbits=4, abits=4)
+def _student_step(float_model, images, quantizer="lsq", backward="ste"):
+    quant = QuantConfig(quantizer=quantizer, wbits=4, abits=4, backward=backward)
     torch.manual_seed(0)
     student = prepare_qat(copy.deepcopy(float_model), quant).train()
     initialize_quantizers(student, images)
@@ -91,17 +100,19 @@ def _student_step(float_model, images):
     return out.detach(), {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
 
 
-def test_a_student_takes_the_same_step_with_and_without_the_kernels(built, float_model, monkeypatch):
+@pytest.mark.parametrize("quantizer,backward", [("lsq", "ste"), ("interval", "ewgs"), ("pact", "ewgs")])
+def test_a_student_takes_the_same_step_with_and_without_the_kernels(built, float_model, monkeypatch, quantizer,
+                                                                     backward):
     images = torch.randn(16, 1, 16, 16)
     calls = []
     original = cpu_kernels._FusedFakeQuant.forward
     monkeypatch.setattr(cpu_kernels._FusedFakeQuant, "forward",
                         staticmethod(lambda *a: calls.append(1) or original(*a)))
-    out_fused, grads_fused = _student_step(float_model, images)
+    out_fused, grads_fused = _student_step(float_model, images, quantizer, backward)
     assert calls  # the activation quantizers ran through the kernels
     monkeypatch.setattr(cpu_kernels, "_state", {"module": None, "tried": True})  # as with SQAKD_EDGE_CPU_KERNELS=0
     calls.clear()
-    out_eager, grads_eager = _student_step(float_model, images)
+    out_eager, grads_eager = _student_step(float_model, images, quantizer, backward)
     assert not calls
     assert torch.equal(out_fused, out_eager)
     floor = 1e-6 * max(float(g.abs().max()) for g in grads_eager.values())
@@ -129,3 +140,29 @@ def test_a_failed_build_falls_back_to_the_eager_node_and_says_so_once(fresh_stat
         assert cpu_kernels.kernels() is None  # tried once: no second build, no second warning
     out, grads = _student_step(float_model, torch.randn(8, 1, 16, 16))  # trains on the eager node
     assert torch.isfinite(out).all() and grads
+
+
+def test_a_library_cut_short_in_the_cache_is_rebuilt(built, tmp_path):
+    """A build killed while linking leaves a .so newer than its sources: ninja keeps it and the import fails.
+
+    Checked in a new process on the real cache: this one has the library loaded, so the broken copy replaces
+    it by rename (its mapping stays intact) and the intact one is put back the same way.
+    """
+    library = cpu_kernels._build_directory() / f"{cpu_kernels._NAME}.so"
+    intact = tmp_path / "intact.so"
+    shutil.copy2(library, intact)
+    cut = tmp_path / "cut.so"
+    cut.write_bytes(intact.read_bytes()[:4096])
+    assert cpu_kernels._cut_short(cut) and not cpu_kernels._cut_short(intact)
+    os.replace(cut, library)
+    try:
+        code = ("import warnings, torch; warnings.simplefilter('error'); from sqakd_edge.quant import cpu_kernels; "
+                "print(cpu_kernels.kernels().fake_quant_forward(torch.tensor([0.26]), 0.1, -8, 7)[0].item())")
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert float(run.stdout) == pytest.approx(0.3)
+        assert library.stat().st_size > 4096  # relinked
+    finally:
+        if library.stat().st_size <= 4096:
+            shutil.copy2(intact, cut)
+            os.replace(cut, library)

@@ -2,16 +2,17 @@
 
 A training step on CPU is bound by memory traffic, and the eager fake-quant node (:mod:`.rounding`) makes
 four passes over a tensor forward (divide, clamp, round, rescale) and about seven backward (the range mask
-and two dot products for the step's gradient). These kernels do each direction in one pass and keep the
-integer levels as int8, not float32; the SQAKD LSQ step of ResNet-20 went from 1.35-1.49x to 1.22-1.30x a
-float step (``benchmarks/train_step.py``, ``benchmarks/results/train_step.md``). The forward gives the eager
-node's values bit for bit (the same float32 divide, clamp and round-half-to-even); the input gradient is the
-same, and the step's gradient differs only by summation order.
+and two dot products for the step's gradient; EWGS adds three). These kernels do each direction in one pass
+and keep the integer levels as int8, not float32; the SQAKD LSQ step of ResNet-20 went from 1.35-1.49x to
+1.22-1.30x a float step, interval + EWGS from 1.54-1.63x to about 1.3x (``benchmarks/train_step.py``,
+``benchmarks/results/train_step.md``). The forward gives the eager node's values bit for bit (the same
+float32 divide, clamp and round-half-to-even); the input gradient is the same (for EWGS too: its error is
+recomputed from x, not saved), and the step's gradient differs only by summation order.
 
-They cover the common case: a scalar scale, the STE backward, grids ``scale * k`` with ``k`` in int8's range
-(every deployable grid), float32 tensors dense in either memory format. Everything else takes the eager node:
-per-channel weight scales, CUDA, and EWGS (a one-pass EWGS backward written like the STE one was not
-vectorised by GCC: 17.8 ms against the STE one's 1.4 ms, slower than the eager ops).
+They cover the common case: a scalar scale, the STE or EWGS backward, grids ``scale * k`` with ``k`` in int8's
+range (every deployable grid), float32 tensors dense in either memory format. Everything else takes the eager
+node: per-channel weight scales, the odd grids of DoReFa/EWGS weights, CUDA, and the EWGS Hessian estimate
+(which needs second derivatives).
 
 The kernels are C++ built by ``torch.utils.cpp_extension`` on first use into
 ``~/.cache/sqakd-edge/kernels/<hash>`` (about 30 s once per machine and torch version; a C++ compiler and
@@ -26,6 +27,8 @@ import hashlib
 import logging
 import os
 import platform
+import struct
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,32 @@ SQAKD_CLONES static void backward_range(const float* g, const float* x, const in
   }
 }
 
+SQAKD_CLONES static void ewgs_backward_range(const float* g, const float* x, const int8_t* q, float* grad_in,
+                                             int64_t begin, int64_t end, float lo, float hi, float scale,
+                                             float kmin, float kmax, float delta, double* sums) {
+  // the eager EWGS node's error (clamped x / scale minus its rounding, times delta) recomputed from x rather
+  // than saved as a float tensor; its rounding is the float32 "add and subtract 1.5 * 2^23" trick, exactly
+  // half to even for |u| < 2^22 (u is within int8's range), which vectorises where nearbyint does not
+  for (int64_t start = begin; start < end; start += 4096) {
+    const int64_t stop = start + 4096 < end ? start + 4096 : end;
+    float gq = 0.0f, gx = 0.0f;
+#pragma omp simd reduction(+ : gq, gx)
+    for (int64_t i = start; i < stop; ++i) {
+      const float xi = x[i], gi = g[i];
+      float u = xi / scale;
+      u = u < kmin ? kmin : (u > kmax ? kmax : u);
+      const float error = (u - ((u + 12582912.0f) - 12582912.0f)) * delta;
+      const float scaled = std::fabs(gi) * error + gi;  // two roundings (-ffp-contract=off), as the eager ops
+      const float r = ((xi > lo) & (xi < hi)) ? scaled : 0.0f;
+      grad_in[i] = r;
+      gq += gi * static_cast<float>(q[i]);
+      gx += r * xi;
+    }
+    sums[0] += gq;
+    sums[1] += gx;
+  }
+}
+
 std::vector<at::Tensor> fake_quant_forward(const at::Tensor& x, double scale, int64_t kmin, int64_t kmax) {
   auto out = at::empty_like(x);                       // same strides: the loops walk the storage
   auto q = at::empty_like(x, x.options().dtype(at::kChar));
@@ -87,8 +116,10 @@ std::vector<at::Tensor> fake_quant_forward(const at::Tensor& x, double scale, in
   return {out, q};
 }
 
+// grad_in and [sum(g * q), sum(grad_in * x)]; delta < 0 is the STE, otherwise EWGS with that delta
 std::vector<at::Tensor> fake_quant_backward(const at::Tensor& g, const at::Tensor& x, const at::Tensor& q,
-                                            double lo, double hi) {
+                                            double lo, double hi, double scale, int64_t kmin, int64_t kmax,
+                                            double delta) {
   auto grad_in = at::empty_like(x);
   const float* gp = g.data_ptr<float>();
   const float* xp = x.data_ptr<float>();
@@ -96,8 +127,14 @@ std::vector<at::Tensor> fake_quant_backward(const at::Tensor& g, const at::Tenso
   float* ip = grad_in.data_ptr<float>();
   std::vector<double> sums(2 * at::get_num_threads(), 0.0);
   at::parallel_for(0, x.numel(), 32768, [&](int64_t begin, int64_t end) {
-    backward_range(gp, xp, qp, ip, begin, end, static_cast<float>(lo), static_cast<float>(hi),
-                   &sums[2 * at::get_thread_num()]);
+    double* own = &sums[2 * at::get_thread_num()];
+    if (delta < 0) {
+      backward_range(gp, xp, qp, ip, begin, end, static_cast<float>(lo), static_cast<float>(hi), own);
+    } else {
+      ewgs_backward_range(gp, xp, qp, ip, begin, end, static_cast<float>(lo), static_cast<float>(hi),
+                          static_cast<float>(scale), static_cast<float>(kmin), static_cast<float>(kmax),
+                          static_cast<float>(delta), own);
+    }
   });
   double gq = 0.0, gx = 0.0;
   for (size_t t = 0; t < sums.size(); t += 2) {
@@ -112,11 +149,18 @@ std::vector<at::Tensor> fake_quant_backward(const at::Tensor& g, const at::Tenso
 """
 
 _ENV = "SQAKD_EDGE_CPU_KERNELS"
+_NAME = "sqakd_edge_fake_quant"
+# -fopenmp: at::parallel_for's OpenMP is inline in its header; the libgomp it links is torch's own (the same
+# soname, already loaded), so torch.set_num_threads applies. -fno-trapping-math lets GCC turn the range
+# tests into vector selects (the EWGS loop stayed scalar without it); it changes no value. -ffp-contract=off
+# keeps a * b + c two roundings, as the eager ops compute it.
+_CFLAGS = ["-O3", "-fopenmp", "-fno-trapping-math", "-ffp-contract=off"]
 _state: dict[str, Any] = {"module": None, "tried": False}
 
 
 def _build_directory() -> Path:
-    key = hashlib.sha256(f"{_SOURCE}{torch.__version__}{platform.python_version()}".encode()).hexdigest()[:16]
+    recipe = f"{_SOURCE}{_CFLAGS}{torch.__version__}{platform.python_version()}"
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
     return Path.home() / ".cache" / "sqakd-edge" / "kernels" / key
 
 
@@ -124,9 +168,31 @@ def _switched_off() -> bool:
     return os.environ.get(_ENV, "").lower() in ("0", "off", "no")
 
 
+def _cut_short(library: Path) -> bool:
+    """Whether a built library is shorter than its ELF header says (a link killed midway, a full disk).
+
+    Loading such a file does not fail cleanly: the process dies of SIGBUS when it touches the missing pages.
+    GNU ld writes the section header table last, so a cut file ends before the table's end.
+    """
+    try:
+        with open(library, "rb") as file:
+            header = file.read(64)
+            size = os.fstat(file.fileno()).st_size
+    except FileNotFoundError:
+        return False
+    if header[:4] != b"\x7fELF":
+        return sys.platform.startswith("linux")  # Linux builds ELF: anything else here is broken
+    if len(header) < 64 or header[4] != 2:  # not a whole ELF64 header (ELF32 is not built here)
+        return len(header) < 64
+    order = "<" if header[5] == 1 else ">"
+    (table_offset,) = struct.unpack_from(f"{order}Q", header, 0x28)
+    entry_size, entries = struct.unpack_from(f"{order}HH", header, 0x3A)
+    return size < table_offset + entry_size * entries
+
+
 def needs_build() -> bool:
     """Whether the first :func:`kernels` call will compile them (nothing built for this source and torch yet)."""
-    return not (_switched_off() or _state["tried"] or (_build_directory() / "sqakd_edge_fake_quant.so").exists())
+    return not (_switched_off() or _state["tried"] or (_build_directory() / f"{_NAME}.so").exists())
 
 
 def kernels() -> Any | None:
@@ -148,12 +214,13 @@ def kernels() -> Any | None:
 
         directory = _build_directory()
         directory.mkdir(parents=True, exist_ok=True)
+
+        library = directory / f"{_NAME}.so"
+        if _cut_short(library):  # newer than its sources, ninja would keep it: built again instead
+            library.unlink()
         _state["module"] = load_inline(
-            "sqakd_edge_fake_quant", cpp_sources=_SOURCE, functions=["fake_quant_forward", "fake_quant_backward"],
-            # -fopenmp: at::parallel_for's OpenMP is inline in its header; the libgomp it links is torch's own
-            # (the same soname, already loaded), so torch.set_num_threads applies
-            extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"],
-            build_directory=str(directory), verbose=False)
+            _NAME, cpp_sources=_SOURCE, functions=["fake_quant_forward", "fake_quant_backward"],
+            extra_cflags=_CFLAGS, extra_ldflags=["-fopenmp"], build_directory=str(directory), verbose=False)
     except Exception as exc:  # noqa: BLE001 -- no compiler, no ninja, a failed build: the eager node still works
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         warnings.warn(f"fused CPU fake-quant kernels unavailable ({reason[:200]}); training uses the slower eager "
@@ -177,11 +244,13 @@ def applies(x: torch.Tensor, scale: torch.Tensor, kmin: int, kmax: int) -> bool:
 
 class _FusedFakeQuant(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor, kmin: int, kmax: int) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor, kmin: int, kmax: int,
+                delta: torch.Tensor | None) -> torch.Tensor:
         s = float(scale)
         out, q = _built().fake_quant_forward(x, s, kmin, kmax)
         ctx.save_for_backward(x, q, scale)
-        ctx.bounds = (kmin * s, kmax * s)  # as the eager node's range test on x
+        # the range test on x, as the eager node's; delta as it was in the forward, as the eager node saves it
+        ctx.consts = (kmin * s, kmax * s, s, kmin, kmax, -1.0 if delta is None else float(delta))
         return out
 
     @staticmethod
@@ -189,12 +258,16 @@ class _FusedFakeQuant(torch.autograd.Function):
         x, q, scale = ctx.saved_tensors
         if grad_out.stride() != x.stride():  # the kernels walk the storages side by side
             grad_out = torch.empty_like(x).copy_(grad_out)
-        grad_in, dots = _built().fake_quant_backward(grad_out, x, q, *ctx.bounds)
+        grad_in, dots = _built().fake_quant_backward(grad_out, x, q, *ctx.consts)
         # d(scale*q(x/scale))/dscale summed: sum(g*q) - sum(g_in*x)/scale, as the eager node
         grad_scale = (dots[0] - dots[1] / scale.double()).to(scale.dtype) if ctx.needs_input_grad[1] else None
-        return grad_in if ctx.needs_input_grad[0] else None, grad_scale, None, None
+        return grad_in if ctx.needs_input_grad[0] else None, grad_scale, None, None, None
 
 
-def fused_fake_quant(x: torch.Tensor, scale: torch.Tensor, kmin: int, kmax: int) -> torch.Tensor:
-    """``scale * clamp(round(x / scale), kmin, kmax)`` with the STE, fused (only where :func:`applies`)."""
-    return _FusedFakeQuant.apply(x, scale, kmin, kmax)
+def fused_fake_quant(x: torch.Tensor, scale: torch.Tensor, kmin: int, kmax: int,
+                     ewgs_delta: torch.Tensor | None = None) -> torch.Tensor:
+    """``scale * clamp(round(x / scale), kmin, kmax)``, fused (only where :func:`applies`).
+
+    The backward is the STE, or EWGS with ``ewgs_delta`` (a scalar tensor).
+    """
+    return _FusedFakeQuant.apply(x, scale, kmin, kmax, ewgs_delta)

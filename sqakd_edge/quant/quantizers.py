@@ -117,8 +117,8 @@ class Quantizer(nn.Module):
             return self._apply_map(x / scale, level_map) * scale
         m = level_map
         ewgs = self.backward_kind == "ewgs"
-        if not ewgs and m.a == 1 and m.c == 0 and cpu_kernels.applies(x, scale, m.kmin, m.kmax):
-            return cpu_kernels.fused_fake_quant(x, scale, m.kmin, m.kmax)  # one pass each way
+        if m.a == 1 and m.c == 0 and cpu_kernels.applies(x, scale, m.kmin, m.kmax):  # one pass each way
+            return cpu_kernels.fused_fake_quant(x, scale, m.kmin, m.kmax, self.delta if ewgs else None)
         return fake_quant(x, scale, self.delta, ewgs, m.a, m.c, m.kmin, m.kmax)
 
     def _init_parameters(self) -> None:

@@ -166,3 +166,15 @@ def test_a_library_cut_short_in_the_cache_is_rebuilt(built, tmp_path):
         if library.stat().st_size <= 4096:
             shutil.copy2(intact, cut)
             os.replace(cut, library)
+
+
+def test_the_packaged_ninja_is_found_where_none_is_on_path(monkeypatch, tmp_path):
+    """torch runs ``ninja`` by name; a non-activated environment's bin (where pip puts it) is not on PATH."""
+    ninja = pytest.importorskip("ninja", reason="ninja (a dependency in setup.cfg) is not installed here")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ninja on it
+    assert shutil.which("ninja") is None
+    with cpu_kernels._ninja_on_path():
+        found = shutil.which("ninja")
+        assert found is not None and os.path.dirname(found) == ninja.BIN_DIR
+        assert subprocess.run([found, "--version"], capture_output=True, check=True).stdout.strip()
+    assert os.environ["PATH"] == str(tmp_path)  # as it was

@@ -15,21 +15,24 @@ node: per-channel weight scales, the odd grids of DoReFa/EWGS weights, CUDA, and
 (which needs second derivatives).
 
 The kernels are C++ built by ``torch.utils.cpp_extension`` on first use into
-``~/.cache/sqakd-edge/kernels/<hash>`` (about 30 s once per machine and torch version; a C++ compiler and
-ninja are needed) and compiled for several x86 ISAs at once, chosen at run time, so a cache shared between
-CPU kinds stays valid. Without a compiler, or if the build fails, training takes the eager node and says so
+``~/.cache/sqakd-edge/kernels/<hash>`` (about 30 s once per machine and torch version; a C++ compiler is
+needed, ninja comes with the package) and compiled for several x86 ISAs at once, chosen at run time, so a
+cache shared between CPU kinds stays valid. Without a compiler, or if the build fails, training takes the eager node and says so
 once. ``SQAKD_EDGE_CPU_KERNELS=0`` turns them off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import platform
+import shutil
 import struct
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +193,27 @@ def _cut_short(library: Path) -> bool:
     return size < table_offset + entry_size * entries
 
 
+@contextlib.contextmanager
+def _ninja_on_path() -> Iterator[None]:
+    """PATH with the ``ninja`` of the PyPI package (a dependency) while building, where none is on PATH.
+
+    torch runs ``ninja`` by name; the package's binary sits in the environment's ``bin``, which is on PATH
+    only in an activated environment, and few systems install ninja themselves.
+    """
+    path = os.environ.get("PATH", "")
+    if shutil.which("ninja") is None:
+        try:
+            import ninja  # type: ignore[import-untyped]
+
+            os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, path]) if path else ninja.BIN_DIR
+        except ImportError:
+            pass  # the build then fails with torch's own message, and training takes the eager node
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = path
+
+
 def needs_build() -> bool:
     """Whether the first :func:`kernels` call will compile them (nothing built for this source and torch yet)."""
     return not (_switched_off() or _state["tried"] or (_build_directory() / f"{_NAME}.so").exists())
@@ -214,13 +238,13 @@ def kernels() -> Any | None:
 
         directory = _build_directory()
         directory.mkdir(parents=True, exist_ok=True)
-
         library = directory / f"{_NAME}.so"
         if _cut_short(library):  # newer than its sources, ninja would keep it: built again instead
             library.unlink()
-        _state["module"] = load_inline(
-            _NAME, cpp_sources=_SOURCE, functions=["fake_quant_forward", "fake_quant_backward"],
-            extra_cflags=_CFLAGS, extra_ldflags=["-fopenmp"], build_directory=str(directory), verbose=False)
+        with _ninja_on_path():
+            _state["module"] = load_inline(
+                _NAME, cpp_sources=_SOURCE, functions=["fake_quant_forward", "fake_quant_backward"],
+                extra_cflags=_CFLAGS, extra_ldflags=["-fopenmp"], build_directory=str(directory), verbose=False)
     except Exception as exc:  # noqa: BLE001 -- no compiler, no ninja, a failed build: the eager node still works
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         warnings.warn(f"fused CPU fake-quant kernels unavailable ({reason[:200]}); training uses the slower eager "

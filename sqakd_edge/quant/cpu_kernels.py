@@ -17,8 +17,8 @@ node: per-channel weight scales, the odd grids of DoReFa/EWGS weights, CUDA, and
 The kernels are C++ built by ``torch.utils.cpp_extension`` on first use into
 ``~/.cache/sqakd-edge/kernels/<hash>`` (about 30 s once per machine and torch version; a C++ compiler is
 needed, ninja comes with the package) and compiled for several x86 ISAs at once, chosen at run time, so a
-cache shared between CPU kinds stays valid. Without a compiler, or if the build fails, training takes the eager node and says so
-once. ``SQAKD_EDGE_CPU_KERNELS=0`` turns them off.
+cache shared between CPU kinds stays valid. Without a compiler, or if the build fails, training takes the
+eager node and says so once. ``SQAKD_EDGE_CPU_KERNELS=0`` turns them off.
 """
 
 from __future__ import annotations

@@ -193,6 +193,15 @@ def _cut_short(library: Path) -> bool:
     return size < table_offset + entry_size * entries
 
 
+def _build_lock(directory: Path) -> contextlib.AbstractContextManager[Any]:
+    """The lock torch's ``load_inline`` holds while it builds in ``directory`` (none where torch has none)."""
+    try:
+        from torch.utils._filelock import FileLock  # torch's own, private: this torch's lock, or none
+    except ImportError:
+        return contextlib.nullcontext()
+    return FileLock(str(directory / "lock"))
+
+
 @contextlib.contextmanager
 def _ninja_on_path() -> Iterator[None]:
     """PATH with the ``ninja`` of the PyPI package (a dependency) while building, where none is on PATH.
@@ -239,8 +248,9 @@ def kernels() -> Any | None:
         directory = _build_directory()
         directory.mkdir(parents=True, exist_ok=True)
         library = directory / f"{_NAME}.so"
-        if _cut_short(library):  # newer than its sources, ninja would keep it: built again instead
-            library.unlink()
+        with _build_lock(directory):  # not a library another process is linking right now
+            if _cut_short(library):  # newer than its sources, ninja would keep it: built again instead
+                library.unlink()
         with _ninja_on_path():
             _state["module"] = load_inline(
                 _NAME, cpp_sources=_SOURCE, functions=["fake_quant_forward", "fake_quant_backward"],

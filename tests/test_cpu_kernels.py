@@ -178,3 +178,16 @@ def test_the_packaged_ninja_is_found_where_none_is_on_path(monkeypatch, tmp_path
         assert found is not None and os.path.dirname(found) == ninja.BIN_DIR
         assert subprocess.run([found, "--version"], capture_output=True, check=True).stdout.strip()
     assert os.environ["PATH"] == str(tmp_path)  # as it was
+
+
+def test_the_cache_follows_xdg_and_never_lands_in_the_working_folder(monkeypatch, tmp_path, fresh_state):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cpu_kernels._build_directory().parent == tmp_path / "xdg" / "sqakd-edge" / "kernels"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # ignored, as the XDG spec says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cpu_kernels._build_directory().parent == tmp_path / "home" / ".cache" / "sqakd-edge" / "kernels"
+    # no HOME and no passwd entry: expanduser leaves "~" as it is
+    monkeypatch.setattr(cpu_kernels.os.path, "expanduser", lambda path: path)
+    assert not cpu_kernels.needs_build()
+    with pytest.warns(RuntimeWarning, match="no home directory to cache them in; set XDG_CACHE_HOME"):
+        assert cpu_kernels.kernels() is None

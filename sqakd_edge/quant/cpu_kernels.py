@@ -15,10 +15,11 @@ node: per-channel weight scales, the odd grids of DoReFa/EWGS weights, CUDA, and
 (which needs second derivatives).
 
 The kernels are C++ built by ``torch.utils.cpp_extension`` on first use into
-``~/.cache/sqakd-edge/kernels/<hash>`` (about 30 s once per machine and torch version; a C++ compiler is
-needed, ninja comes with the package) and compiled for several x86 ISAs at once, chosen at run time, so a
-cache shared between CPU kinds stays valid. Without a compiler, or if the build fails, training takes the
-eager node and says so once. ``SQAKD_EDGE_CPU_KERNELS=0`` turns them off.
+``~/.cache/sqakd-edge/kernels/<hash>`` (``$XDG_CACHE_HOME/...`` where that is set; about 30 s once per
+machine and torch version; a C++ compiler is needed, ninja comes with the package) and compiled for several
+x86 ISAs at once, chosen at run time, so a cache shared between CPU kinds stays valid. Without a compiler,
+or if the build fails, training takes the eager node and says so once. ``SQAKD_EDGE_CPU_KERNELS=0`` turns
+them off.
 """
 
 from __future__ import annotations
@@ -162,9 +163,18 @@ _state: dict[str, Any] = {"module": None, "tried": False}
 
 
 def _build_directory() -> Path:
+    """``$XDG_CACHE_HOME`` (else ``~/.cache``) ``/sqakd-edge/kernels/<hash of what the library depends on>``."""
     recipe = f"{_SOURCE}{_CFLAGS}{torch.__version__}{platform.python_version()}"
     key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
-    return Path.home() / ".cache" / "sqakd-edge" / "kernels" / key
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):  # the XDG spec: a relative value is ignored
+        cache = Path(xdg)
+    else:
+        home = Path(os.path.expanduser("~"))
+        if not home.is_absolute():  # no HOME and no passwd entry (a container's bare uid): not the working folder
+            raise RuntimeError("no home directory to cache them in; set XDG_CACHE_HOME to a writable folder")
+        cache = home / ".cache"
+    return cache / "sqakd-edge" / "kernels" / key
 
 
 def _switched_off() -> bool:
@@ -225,7 +235,12 @@ def _ninja_on_path() -> Iterator[None]:
 
 def needs_build() -> bool:
     """Whether the first :func:`kernels` call will compile them (nothing built for this source and torch yet)."""
-    return not (_switched_off() or _state["tried"] or (_build_directory() / f"{_NAME}.so").exists())
+    if _switched_off() or _state["tried"]:
+        return False
+    try:
+        return not (_build_directory() / f"{_NAME}.so").exists()
+    except RuntimeError:
+        return False  # nowhere to build them: kernels() says so
 
 
 def kernels() -> Any | None:

@@ -55,7 +55,7 @@ def _both(x0, grad, kmin, kmax, delta=None):
     return results
 
 
-@pytest.mark.parametrize("delta", [None, 0.0, 0.37, 1e-3], ids=["ste", "ewgs0", "ewgs", "ewgs-small"])
+@pytest.mark.parametrize("delta", [None, 0.0, 0.37, 1e-3, -0.2], ids=["ste", "ewgs0", "ewgs", "ewgs-small", "ewgs-neg"])
 @pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format], ids=["nhwc", "nchw"])
 @pytest.mark.parametrize("kmin,kmax", [(0, 15), (-8, 7), (0, 127), (-1, 1)])
 def test_the_kernels_equal_the_eager_node(built, memory_format, kmin, kmax, delta):

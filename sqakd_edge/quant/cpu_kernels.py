@@ -4,7 +4,7 @@ A training step on CPU is bound by memory traffic, and the eager fake-quant node
 four passes over a tensor forward (divide, clamp, round, rescale) and about seven backward (the range mask
 and two dot products for the step's gradient; EWGS adds three). These kernels do each direction in one pass
 and keep the integer levels as int8, not float32; the SQAKD LSQ step of ResNet-20 went from 1.35-1.49x to
-1.22-1.30x a float step, interval + EWGS from 1.54-1.63x to about 1.3x (``benchmarks/train_step.py``,
+1.22-1.30x a float step, interval + EWGS from 1.54-1.63x to 1.33-1.38x (``benchmarks/train_step.py``,
 ``benchmarks/results/train_step.md``). The forward gives the eager node's values bit for bit (the same
 float32 divide, clamp and round-half-to-even); the input gradient is the same (for EWGS too: its error is
 recomputed from x, not saved), and the step's gradient differs only by summation order.
@@ -120,10 +120,10 @@ std::vector<at::Tensor> fake_quant_forward(const at::Tensor& x, double scale, in
   return {out, q};
 }
 
-// grad_in and [sum(g * q), sum(grad_in * x)]; delta < 0 is the STE, otherwise EWGS with that delta
+// grad_in and [sum(g * q), sum(grad_in * x)]; the STE, or EWGS with delta
 std::vector<at::Tensor> fake_quant_backward(const at::Tensor& g, const at::Tensor& x, const at::Tensor& q,
                                             double lo, double hi, double scale, int64_t kmin, int64_t kmax,
-                                            double delta) {
+                                            bool ewgs, double delta) {
   auto grad_in = at::empty_like(x);
   const float* gp = g.data_ptr<float>();
   const float* xp = x.data_ptr<float>();
@@ -132,7 +132,7 @@ std::vector<at::Tensor> fake_quant_backward(const at::Tensor& g, const at::Tenso
   std::vector<double> sums(2 * at::get_num_threads(), 0.0);
   at::parallel_for(0, x.numel(), 32768, [&](int64_t begin, int64_t end) {
     double* own = &sums[2 * at::get_thread_num()];
-    if (delta < 0) {
+    if (!ewgs) {
       backward_range(gp, xp, qp, ip, begin, end, static_cast<float>(lo), static_cast<float>(hi), own);
     } else {
       ewgs_backward_range(gp, xp, qp, ip, begin, end, static_cast<float>(lo), static_cast<float>(hi),
@@ -299,7 +299,7 @@ class _FusedFakeQuant(torch.autograd.Function):
         out, q = _built().fake_quant_forward(x, s, kmin, kmax)
         ctx.save_for_backward(x, q, scale)
         # the range test on x, as the eager node's; delta as it was in the forward, as the eager node saves it
-        ctx.consts = (kmin * s, kmax * s, s, kmin, kmax, -1.0 if delta is None else float(delta))
+        ctx.consts = (kmin * s, kmax * s, s, kmin, kmax, delta is not None, 0.0 if delta is None else float(delta))
         return out
 
     @staticmethod

@@ -21,7 +21,6 @@ TARGETS = ((1.2, "1.2x: LSQ target"), (1.3, "1.3x: EWGS target"))
 def load(spec: str) -> tuple[str, dict[tuple[int, int], dict[str, float]]]:
     """``LABEL=PATH`` (or a bare path, labelled by its file name) -> (label, {(batch, threads): {kind: ratio}})."""
     label, _, path = spec.rpartition("=")
-    path = path or spec
     doc = json.loads(Path(path).read_text())
     fp32 = {(r["batch"], r["threads"]): r["fit_step_s"] for r in doc["rows"] if r["kind"] == "fp32"}
     ratios: dict[tuple[int, int], dict[str, float]] = {}

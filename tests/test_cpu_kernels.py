@@ -178,6 +178,10 @@ def test_the_packaged_ninja_is_found_where_none_is_on_path(monkeypatch, tmp_path
         assert found is not None and os.path.dirname(found) == ninja.BIN_DIR
         assert subprocess.run([found, "--version"], capture_output=True, check=True).stdout.strip()
     assert os.environ["PATH"] == str(tmp_path)  # as it was
+    monkeypatch.delenv("PATH")
+    with cpu_kernels._ninja_on_path():
+        assert shutil.which("ninja") is not None
+    assert "PATH" not in os.environ  # unset again, not empty
 
 
 def test_the_cache_follows_xdg_and_never_lands_in_the_working_folder(monkeypatch, tmp_path, fresh_state):

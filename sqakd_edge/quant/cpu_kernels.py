@@ -195,8 +195,10 @@ def _cut_short(library: Path) -> bool:
         return False
     if header[:4] != b"\x7fELF":
         return sys.platform.startswith("linux")  # Linux builds ELF: anything else here is broken
-    if len(header) < 64 or header[4] != 2:  # not a whole ELF64 header (ELF32 is not built here)
-        return len(header) < 64
+    if len(header) < 64:  # not even a whole ELF64 header
+        return True
+    if header[4] != 2:  # ELF32: not built here, its header is laid out otherwise
+        return False
     order = "<" if header[5] == 1 else ">"
     (table_offset,) = struct.unpack_from(f"{order}Q", header, 0x28)
     entry_size, entries = struct.unpack_from(f"{order}HH", header, 0x3A)
@@ -219,7 +221,7 @@ def _ninja_on_path() -> Iterator[None]:
     torch runs ``ninja`` by name; the package's binary sits in the environment's ``bin``, which is on PATH
     only in an activated environment, and few systems install ninja themselves.
     """
-    path = os.environ.get("PATH", "")
+    path = os.environ.get("PATH")
     if shutil.which("ninja") is None:
         try:
             import ninja  # type: ignore[import-untyped]
@@ -230,7 +232,10 @@ def _ninja_on_path() -> Iterator[None]:
     try:
         yield
     finally:
-        os.environ["PATH"] = path
+        if path is None:  # unset is not empty: an unset PATH searches the system's default folders
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = path
 
 
 def needs_build() -> bool:

@@ -20,9 +20,12 @@ from .loss import kd_loss, training_loss
 from .teacher_cache import TeacherLogitCache
 
 
-def _batches(loader: Iterable, device: torch.device) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    for images, labels in loader:
-        yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+def device_batches(loader: Iterable, device: torch.device
+                   ) -> Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """``(images, labels, indices)`` on ``device``; indices (kept on the host) when the dataset is indexed."""
+    for images, labels, *indices in loader:
+        yield (images.to(device, non_blocking=True), labels.to(device, non_blocking=True),
+               indices[0] if indices else None)
 
 
 def evaluation_share(data: Dataset, info: DistInfo) -> Subset:
@@ -60,7 +63,7 @@ def evaluate(
     share = evaluation_share(data, info)
     loader = DataLoader(share, batch_size=batch_size, shuffle=False, num_workers=config.num_workers)
     sums = {"n": 0.0, "correct": 0.0, "ce": 0.0, "kl": 0.0, "loss": 0.0}
-    for images, labels in _batches(loader, device):
+    for images, labels, _ in device_batches(loader, device):
         logits = model(images).float()
         n = images.shape[0]
         t_logits = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from ..errors import ConfigError, DataError, TrainingError, first_line
 from ..quant import cpu_kernels, initialize_quantizers
 from .allocator import reuse_freed_memory
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, device_for, gather_objects
-from .evaluation import evaluate, evaluation_share
+from .evaluation import device_batches, evaluate, evaluation_share
 from .layout import restore_default_layout, training_layout
 from .resume import LoopState, resume_run
 from .run_dir import copy_atomic, prepare_run_dir, replacing_run, write_metrics, write_summary
@@ -104,14 +104,6 @@ def freeze_batchnorm(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
-
-
-def _training_batches(loader: Iterable, device: torch.device
-                      ) -> Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
-    """``(images, labels, indices)``; indices (kept on the host) when the loader's dataset is indexed."""
-    for images, labels, *indices in loader:
-        yield (images.to(device, non_blocking=True), labels.to(device, non_blocking=True),
-               indices[0] if indices else None)
 
 
 def fit(
@@ -346,7 +338,7 @@ def _train_epoch(task: DistillationTask, student: nn.Module, loader: DataLoader,
 
         bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{config.epochs}", unit="it", leave=False,
                    dynamic_ncols=True)
-    for i, (images, labels, indices) in enumerate(_training_batches(loader, device)):
+    for i, (images, labels, indices) in enumerate(device_batches(loader, device)):
         if task.wants_ewgs_update(state.step, i):
             task.update_ewgs(student, images, labels, indices)
         factor = _lr_factor(state.step, total_steps, config)

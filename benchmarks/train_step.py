@@ -14,7 +14,9 @@ it (``sqakd_edge.train.allocator``) and models train channels-last on CPU as in 
 as fit does with augmentation off, where fit keeps the teacher's logits across epochs
 (``sqakd_edge.train.teacher_cache``): a kind named with ``+cache`` (``sqakd-lsq-ste+cache``) reads them from
 a table filled beforehand, as every step from the second epoch on does; without the suffix the teacher runs
-every step (fit before the cache), interleaved with the cached kind.
+every step (fit before the cache), interleaved with the cached kind. A kind named with ``+unfolded`` trains
+the student with its ReLUs applied, as fit did before it folded them into the quantizers on CPU
+(``sqakd_edge.quant.relu_fold``); suffixes combine (``sqakd-lsq-ste+cache+unfolded``).
 
 Steps are timed after warm-up, the kinds interleaved round by round so machine drift hits all alike;
 ratios are of medians. ``--batch`` and ``--threads`` take comma-separated sweeps.
@@ -48,8 +50,9 @@ from sqakd_edge.data.transforms import crop_flip_transform
 from sqakd_edge.models import create_model
 from sqakd_edge.quant import initialize_quantizers, prepare_qat
 from sqakd_edge.train.allocator import reuse_freed_memory
+from sqakd_edge.train.distributed import DistInfo
 from sqakd_edge.train.layout import in_layout, training_layout
-from sqakd_edge.train.loop import make_optimizer
+from sqakd_edge.train.loop import make_optimizer, training_module
 from sqakd_edge.train.task import DistillationTask
 from sqakd_edge.train.teacher import teacher_autocast_dtype
 from sqakd_edge.train.teacher_cache import IndexedDataset, TeacherLogitCache
@@ -77,8 +80,11 @@ class Kind:
     """One model trained as ``fit`` trains it: a step, and (for EWGS students) the per-epoch delta update."""
 
     def __init__(self, kind: str, teacher: torch.nn.Module, data: ArrayDataset, batch: int, device: torch.device,
-                 amp: bool, layout: str, cache: bool = False) -> None:
-        """``cache``: the teacher's logits read from a table filled beforehand (fit without augmentation)."""
+                 amp: bool, layout: str, cache: bool = False, fold: bool = True) -> None:
+        """``cache``: the teacher's logits read from a table filled beforehand (fit without augmentation).
+
+        ``fold``: the ReLUs folded into the quantizers on CPU, as fit trains (False: fit before that).
+        """
         source = IndexedDataset(data) if cache else data
         self.batches = endless(DataLoader(source, batch_size=batch, sampler=RandomSampler(data), drop_last=True))
         self.ewgs = kind.endswith("-ewgs") or "-ewgs-" in kind
@@ -98,7 +104,8 @@ class Kind:
         # "default": neither
         student_layout = training_layout(self.student, first if layout == "fit" else None, device)
         teacher_cache = TeacherLogitCache(len(data), device) if cache else None
-        self.task = DistillationTask(self.student, config, copy.deepcopy(teacher) if quant else None, device, quant,
+        model = training_module(self.student, DistInfo(), device) if fold else self.student
+        self.task = DistillationTask(model, config, copy.deepcopy(teacher) if quant else None, device, quant,
                                      sample=first if layout != "default" else None, student_layout=student_layout,
                                      teacher_cache=teacher_cache)
         if teacher_cache is not None:  # the table as the first epoch leaves it
@@ -146,8 +153,8 @@ def measure(kinds: list[str], batch: int, threads: int, args: argparse.Namespace
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     teacher = create_model("resnet20", 10, 3).to(device).eval()
-    runs = {k: Kind(k.removesuffix("+cache"), teacher, data, batch, device, not args.teacher_fp32, args.layout,
-                    cache=k.endswith("+cache")) for k in kinds}
+    runs = {k: Kind(k.split("+")[0], teacher, data, batch, device, not args.teacher_fp32, args.layout,
+                    cache="cache" in k.split("+")[1:], fold="unfolded" not in k.split("+")[1:]) for k in kinds}
     times: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(args.warmup):
         for run in runs.values():
@@ -191,7 +198,10 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/train_step.json")
     args = parser.parse_args()
     kinds = args.kinds.split(",")
-    if any(k.endswith("+cache") for k in kinds) and (args.augment or "fp32+cache" in kinds):
+    unknown = sorted({s for k in kinds for s in k.split("+")[1:]} - {"cache", "unfolded"})
+    if unknown:
+        parser.error(f"unknown kind suffix(es) {', '.join('+' + s for s in unknown)}; known: +cache, +unfolded")
+    if any("+cache" in k for k in kinds) and (args.augment or any(k.startswith("fp32+") for k in kinds)):
         parser.error("+cache kinds need --no-augment (fit caches the teacher's logits only without augmentation) "
                      "and a teacher (not fp32)")
     default_threads = torch.get_num_threads()

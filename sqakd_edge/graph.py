@@ -179,6 +179,20 @@ def residual_skips(gm: fx.GraphModule, *, quantized_only: bool = False) -> Itera
             yield node, 0
 
 
+def relu_input(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[fx.Node, bool] | None:
+    """``(input, in_place)`` when ``node`` is a ReLU of one graph value (``F.relu``, ``nn.ReLU``, ``x.relu_()``...)."""
+    if node.op == "call_module" and type(modules.get(str(node.target))) is nn.ReLU:
+        in_place = bool(modules[str(node.target)].inplace)  # type: ignore[union-attr]
+    elif node.op == "call_function" and node.target in (F.relu, torch.relu, torch.relu_):
+        in_place = node.target is torch.relu_ or bool(node.kwargs.get("inplace", node.args[1:2] == (True,)))
+    elif node.op == "call_method" and node.target in ("relu", "relu_"):
+        in_place = node.target == "relu_"
+    else:
+        return None
+    source = node.args[0] if node.args else node.kwargs.get("input")
+    return (source, in_place) if isinstance(source, fx.Node) else None
+
+
 _PASS_NONNEG_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten)
 _PASS_NONNEG_FUNCTIONS = (F.adaptive_avg_pool2d, F.avg_pool2d, F.max_pool2d, F.adaptive_max_pool2d, torch.flatten)
 

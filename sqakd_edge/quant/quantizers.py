@@ -121,6 +121,13 @@ class Quantizer(nn.Module):
             return cpu_kernels.fused_fake_quant(x, scale, m.kmin, m.kmax, self.delta if ewgs else None)
         return fake_quant(x, scale, self.delta, ewgs, m.a, m.c, m.kmin, m.kmax)
 
+    def absorbs_relu(self, x: torch.Tensor) -> bool:
+        """Whether ``self(x)`` is ``self(relu(x))``, forward and backward, bit for bit, for this ``x``.
+
+        Only activation quantizers on an unsigned grid whose call takes the fused kernel (:mod:`.relu_fold`).
+        """
+        return False
+
     def _init_parameters(self) -> None:
         """Create the family's learned parameters; the base classes call it at the end of ``__init__``."""
 
@@ -171,6 +178,24 @@ class _ActQuantizer(Quantizer):
         if bool(self.signed):
             return signed_map(self.bits, self.signed_mode)
         return unsigned_map(self.bits, int8_safe=self.int8_safe)
+
+    def _scaled_when_unsigned(self) -> bool:
+        """Whether an unsigned ``quantize`` is ``_scaled`` (``scale * q`` with a scalar scale)."""
+        return True
+
+    def absorbs_relu(self, x: torch.Tensor) -> bool:
+        # The fused kernel on an unsigned grid clamps x / scale at level 0 (that is ReLU's forward) and its
+        # backward passes the gradient only where 0 < x < top, strictly, which is ReLU's mask (x > 0) times the
+        # quantizer's own. The eager node's clamp passes x == 0, which ReLU stops: it never absorbs one.
+        if x.device.type != "cpu" or not self.enabled or self.capture_levels or not bool(self.initialized):
+            return False  # (checked first on CUDA: reading a buffer there would wait for the device)
+        if bool(self.signed) or not self._scaled_when_unsigned():
+            return False
+        last = self._last_output
+        if last is not None and last[0]() is x:  # its own output handed back passes unchanged (forward)
+            return False
+        m = self.level_map()
+        return m.a == 1 and m.c == 0 and m.kmin == 0 and cpu_kernels.applies(x, x.new_ones(()), m.kmin, m.kmax)
 
 
 class PACTActivation(_ActQuantizer):
@@ -254,6 +279,9 @@ class IntervalActivation(_ActQuantizer):
 
     def _symmetric(self) -> bool:
         return self.deployable and bool(self.signed)
+
+    def _scaled_when_unsigned(self) -> bool:
+        return self.deployable  # a learned lower bound is an affine grid, quantized op by op
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         m = self.level_map()

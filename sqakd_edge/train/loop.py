@@ -26,6 +26,7 @@ from ..checkpoint import FORMAT, VERSION, save_checkpoint
 from ..config import QuantConfig, TrainConfig, to_dict
 from ..errors import ConfigError, DataError, TrainingError, first_line
 from ..quant import cpu_kernels, initialize_quantizers
+from ..quant.relu_fold import fold_relus
 from .allocator import reuse_freed_memory
 from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, device_for, gather_objects
 from .evaluation import device_batches, evaluate, evaluation_share
@@ -97,6 +98,18 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "adam":
         return torch.optim.Adam(groups)
     return torch.optim.SGD(groups, momentum=config.momentum, nesterov=config.nesterov)
+
+
+def training_module(student: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
+    """What a training step calls: the student (on CPU its ReLUs folded into its quantizers) under DDP if distributed.
+
+    The folded view holds the student's own modules and computes its numbers bit for bit (``quant.relu_fold``).
+    """
+    model = fold_relus(student) if device.type == "cpu" else student
+    if info.enabled:
+        device_ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return model
 
 
 def freeze_batchnorm(model: nn.Module) -> None:
@@ -229,10 +242,7 @@ def _fit(student: nn.Module, teacher: nn.Module | None, data: RunData, config: T
         if state.epoch >= config.epochs:
             log(f"nothing to do: the run already finished its {config.epochs} epochs")
 
-    model: nn.Module = student
-    if info.enabled:
-        device_ids = [device.index] if device.type == "cuda" else None
-        model = nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
+    model = training_module(student, info, device)
     task = DistillationTask(model, config, teacher, device, record.quant, sample=first_images,
                             student_layout=student_layout, teacher_cache=teacher_cache)
     scaler = torch.amp.GradScaler("cuda", enabled=task.needs_grad_scaler)

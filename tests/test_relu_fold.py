@@ -116,6 +116,36 @@ def test_a_relu_that_something_else_reads_stays(built):  # noqa: F811
     assert fold_relus(student) is student  # nothing to fold: the student itself trains
 
 
+class _ModeBranch(nn.Module):
+    """A forward that reads ``self.training`` (as torchvision's GoogLeNet does for its auxiliary logits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = self.a(F.relu(self.stem(x)))
+        return self.head(y * 2 if self.training else y)
+
+
+class _NoBranch(_ModeBranch):
+    """The same without the branch: its ReLU is folded."""
+
+    def forward(self, x):
+        return self.head(self.a(F.relu(self.stem(x))) * 2)
+
+
+def test_a_forward_that_branches_on_its_mode_trains_as_it_is(built):  # noqa: F811
+    images = torch.randn(2, 3, 16, 16)
+    student = _student(_ModeBranch(), images, residual_bits=0, keep_first_last_float=False)
+    assert fold_relus(student) is student  # a traced graph would keep one branch in both modes
+    student.eval()
+    assert fold_relus(student) is student and not student.training  # and its mode is left as it was
+    assert folded_relus(fold_relus(_student(_NoBranch(), images, residual_bits=0, keep_first_last_float=False))) == 1
+
+
 def test_where_the_kernel_does_not_run_the_relu_is_applied(built, monkeypatch):  # noqa: F811
     torch.manual_seed(0)
     images = torch.randn(4, 3, 32, 32)

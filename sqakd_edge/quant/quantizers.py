@@ -186,7 +186,8 @@ class _ActQuantizer(Quantizer):
     def absorbs_relu(self, x: torch.Tensor) -> bool:
         # The fused kernel on an unsigned grid clamps x / scale at level 0 (that is ReLU's forward) and its
         # backward passes the gradient only where 0 < x < top, strictly, which is ReLU's mask (x > 0) times the
-        # quantizer's own. The eager node's clamp passes x == 0, which ReLU stops: it never absorbs one.
+        # quantizer's own. Only there is the saving worth a graph rewrite (the kernels run on CPU only), so the
+        # eager paths (CUDA, the EWGS Hessian estimate's op-by-op levels) keep the ReLU.
         if x.device.type != "cpu" or not self.enabled or self.capture_levels or not bool(self.initialized):
             return False  # (checked first on CUDA: reading a buffer there would wait for the device)
         if bool(self.signed) or not self._scaled_when_unsigned():

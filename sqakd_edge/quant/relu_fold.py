@@ -57,19 +57,38 @@ def _reads_quantized(module: nn.Module) -> bool:
     return isinstance(module, Quantizer) and not module.is_weight
 
 
+def _trace_for_training(student: nn.Module) -> fx.GraphModule | None:
+    """The student's graph in training mode; None where fx cannot trace it or its forward branches on the mode.
+
+    A traced graph keeps the Python branches taken while tracing: a forward that reads ``self.training``
+    (torchvision's GoogLeNet returns its auxiliary logits only in training) would run as traced whatever
+    its mode, so such a student trains as it is.
+    """
+    was_training = student.training
+    graphs = []
+    try:
+        for mode in (False, True):  # training's mode last: that graph is the one kept
+            student.train(mode)
+            graphs.append(trace(student))
+    except TraceFailure:
+        return None
+    finally:
+        student.train(was_training)
+    return graphs[1] if graphs[0].code == graphs[1].code else None
+
+
 def fold_relus(student: nn.Module) -> nn.Module:
     """The student's training view with its foldable ReLUs folded (see the module docstring), or the student.
 
     A ReLU is folded when its only reader is a quant layer or an activation quantizer that takes it as its
     first input, and (for an in-place ReLU, which overwrites its input) nothing else reads its input. The
-    student itself is returned when it has none, when the fused kernels are off or unavailable, or when fx
-    cannot trace it.
+    student itself is returned when it has none, when the fused kernels are off or unavailable, when fx
+    cannot trace it, or when its forward branches on its mode.
     """
     if not any(isinstance(m, Quantizer) for m in student.modules()) or cpu_kernels.kernels() is None:
         return student  # (without the kernels no quantizer would absorb one)
-    try:
-        gm = trace(student)
-    except TraceFailure:
+    gm = _trace_for_training(student)
+    if gm is None:
         return student
     modules = dict(gm.named_modules())
     folded = 0
